@@ -1,0 +1,232 @@
+"""The authorization request and the human's consent (PROTOCOL §5).
+
+authorize → (policy | sandbox | a human) → single-use code. Codes are 256-bit
+secrets stored only as SHA-256 hashes, live 10 minutes and are bound to the
+agent, and to the redirect URI and PKCE challenge when given. The request
+itself expires 10 minutes after it was made, whatever the grant's lifetime.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from . import agents, errors, policies
+from .clock import iso, parse_expires_in
+from .developers import get_developer, hash_secret
+from .ids import new_id, new_secret
+from .models import Agent, AuthorizationRequest, ConsentDecision
+from .scopes import describe, normalize_scopes, uncovered
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+
+REQUEST_TTL = 600
+CODE_TTL = 600
+DEFAULT_EXPIRES_IN = "24h"
+_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+STATUSES = ("pending", "approved", "denied", "exchanged", "expired")
+
+
+def _principal(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise errors.InvalidInput("principal (user) id must be a non-empty string")
+    if len(value) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise errors.InvalidInput("principal id must be at most 256 printable characters")
+    return value
+
+
+def _optional_text(value: object, name: str, limit: int = 2048) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise errors.InvalidInput(f"{name} must be a non-empty string of at most {limit} characters")
+    return value
+
+
+def consent_url(ledger: Ledger, request_id: str) -> str:
+    return f"{ledger.issuer}/consent/{request_id}"
+
+
+def _status(row: sqlite3.Row, now_iso: str) -> str:
+    if row["status"] == "pending" and row["expires_at"] <= now_iso:
+        return "expired"
+    return row["status"]
+
+
+def _from_row(ledger: Ledger, row: sqlite3.Row, now_iso: str, *, code: str | None = None,
+              sandbox: bool = False, policy: str | None = None) -> AuthorizationRequest:
+    return AuthorizationRequest(
+        request_id=row["id"], consent_url=consent_url(ledger, row["id"]), agent_id=row["agent_id"],
+        principal_id=row["principal_id"], scopes=tuple(json.loads(row["scopes"])),
+        expires_in=row["expires_in"], expires_at=row["expires_at"], status=_status(row, now_iso),
+        created_at=row["created_at"], developer_id=row["developer_id"], code=code,
+        sandbox=sandbox or None, policy_enforced=True if policy else None,
+        effect="allow" if policy else None, policy_id=policy, redirect_uri=row["redirect_uri"],
+        state=row["state"], audience=row["audience"],
+    )
+
+
+def authorize(
+    ledger: Ledger,
+    developer_id: str,
+    *,
+    agent_id: str,
+    principal_id: str,
+    scopes: list[str],
+    expires_in: str | None = None,
+    redirect_uri: str | None = None,
+    state: str | None = None,
+    audience: str | None = None,
+    code_challenge: str | None = None,
+    code_challenge_method: str | None = None,
+) -> AuthorizationRequest:
+    """Start an authorization; policies first, then sandbox, else it waits for a human."""
+    principal = _principal(principal_id)
+    requested = normalize_scopes(scopes)
+    ttl = expires_in or DEFAULT_EXPIRES_IN
+    parse_expires_in(ttl, maximum=ledger.max_expires_in)
+    redirect = _optional_text(redirect_uri, "redirectUri")
+    state = _optional_text(state, "state", 1024)
+    audience = _optional_text(audience, "audience")
+    if code_challenge is not None or code_challenge_method is not None:
+        if (code_challenge_method or "S256") != "S256":
+            raise errors.InvalidInput("codeChallengeMethod must be S256")
+        if not isinstance(code_challenge, str) or not _CHALLENGE.match(code_challenge):
+            raise errors.InvalidInput("codeChallenge must be a base64url SHA-256 digest (43 characters)")
+    developer = get_developer(ledger, developer_id)
+    agent = agents.require_active(ledger, developer_id, agent_id)
+    if agent.scopes:
+        beyond = uncovered(requested, agent.scopes)
+        if beyond:
+            raise errors.InvalidScope(
+                f"agent {agent.id} is not registered for: {', '.join(beyond)}")
+    if redirect is not None:
+        agents.validate_redirect_uris([redirect])
+        if agent.redirect_uris and redirect not in agent.redirect_uris:
+            raise errors.InvalidInput("redirectUri does not exactly match a URI the agent registered")
+    elif len(agent.redirect_uris) == 1:
+        redirect = agent.redirect_uris[0]
+
+    now = ledger.now()
+    now_iso = iso(now)
+    request_id = new_id("auth_request", int(now * 1000))
+    policy = policies.evaluate(ledger, developer_id, agent.id, principal, requested)
+    code: str | None = None
+    status, decided_by = "pending", None
+    if policy is not None and policy.effect == "deny":
+        status, decided_by = "denied", f"policy:{policy.id}"
+    elif policy is not None:
+        status, decided_by = "approved", f"policy:{policy.id}"
+    elif developer.sandbox:
+        status, decided_by = "approved", "sandbox"
+    if status == "approved":
+        code = new_secret()
+    with ledger.write() as conn:
+        conn.execute(
+            "INSERT INTO auth_requests (id, developer_id, agent_id, principal_id, scopes, expires_in, "
+            "redirect_uri, state, audience, code_challenge, code_challenge_method, status, created_at, "
+            "expires_at, decided_at, decided_by, policy_id, code_hash, code_expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (request_id, developer_id, agent.id, principal, json.dumps(requested), ttl, redirect,
+             state, audience, code_challenge, "S256" if code_challenge else None, status, now_iso,
+             iso(now + REQUEST_TTL), now_iso if decided_by else None, decided_by,
+             policy.id if policy else None, hash_secret(code) if code else None,
+             iso(now + CODE_TTL) if code else None),
+        )
+    if status == "denied" and policy is not None:
+        raise errors.PolicyDenied(
+            f"authorization denied by policy {policy.name!r} ({policy.id})", policy.id, request_id)
+    row = _row(ledger, request_id)
+    return _from_row(ledger, row, now_iso, code=code, sandbox=decided_by == "sandbox",
+                     policy=policy.id if policy else None)
+
+
+def _row(ledger: Ledger, request_id: object, developer_id: str | None = None) -> sqlite3.Row:
+    if not isinstance(request_id, str) or not request_id:
+        raise errors.InvalidInput("authorization request id must be a non-empty string")
+    row = ledger.query_one("SELECT * FROM auth_requests WHERE id = ?", (request_id,))
+    if row is None or (developer_id is not None and row["developer_id"] != developer_id):
+        raise errors.NotFound(f"authorization request {request_id} not found")
+    return row
+
+
+def get_request(ledger: Ledger, request_id: str, developer_id: str | None = None) -> AuthorizationRequest:
+    return _from_row(ledger, _row(ledger, request_id, developer_id), iso(ledger.now()))
+
+
+def list_requests(ledger: Ledger, developer_id: str | None = None, *,
+                  status: str | None = "pending") -> list[AuthorizationRequest]:
+    """Requests, by default those still waiting for a human (expired ones excluded)."""
+    now_iso = iso(ledger.now())
+    sql, params = "SELECT * FROM auth_requests WHERE 1 = 1", []
+    if developer_id is not None:
+        sql += " AND developer_id = ?"
+        params.append(developer_id)
+    if status is not None:
+        if status not in STATUSES:
+            raise errors.InvalidInput(f"status must be one of {', '.join(STATUSES)}")
+        if status == "expired":
+            sql += " AND status = 'pending' AND expires_at <= ?"
+            params.append(now_iso)
+        elif status == "pending":
+            sql += " AND status = 'pending' AND expires_at > ?"
+            params.append(now_iso)
+        else:
+            sql += " AND status = ?"
+            params.append(status)
+    sql += " ORDER BY created_at, id"
+    return [_from_row(ledger, r, now_iso) for r in ledger.query(sql, params)]
+
+
+def consent_details(ledger: Ledger, request_id: str, developer_id: str | None = None) -> dict[str, Any]:
+    """What a consent screen must show: agent, developer, every scope described, expiry."""
+    request = get_request(ledger, request_id, developer_id)
+    agent: Agent = agents.get(ledger, None, request.agent_id, include_deleted=True)
+    developer = get_developer(ledger, request.developer_id)
+    return {
+        "request": request.to_dict(),
+        "agent": {"id": agent.id, "name": agent.name, "description": agent.description,
+                  "did": agent.did, "status": agent.status},
+        "developer": {"id": developer.id, "name": developer.name},
+        "scopes": [{"scope": s, "description": describe(s)} for s in request.scopes],
+        "grantExpiresIn": request.expires_in,
+        "requestExpiresAt": request.expires_at,
+    }
+
+
+def _decide(ledger: Ledger, request_id: str, approve: bool, decided_by: str,
+            developer_id: str | None) -> ConsentDecision:
+    if not isinstance(decided_by, str) or not decided_by:
+        raise errors.InvalidInput("decided_by must name who decided")
+    now = ledger.now()
+    now_iso = iso(now)
+    code = new_secret() if approve else None
+    with ledger.write() as conn:
+        row = _row(ledger, request_id, developer_id)
+        status = _status(row, now_iso)
+        if status != "pending":
+            raise errors.InvalidState(f"authorization request {request_id} is {status}, not pending")
+        if approve:
+            agents.require_active(ledger, row["developer_id"], row["agent_id"])
+        conn.execute(
+            "UPDATE auth_requests SET status = ?, decided_at = ?, decided_by = ?, code_hash = ?, "
+            "code_expires_at = ? WHERE id = ? AND status = 'pending'",
+            ("approved" if approve else "denied", now_iso, decided_by,
+             hash_secret(code) if code else None, iso(now + CODE_TTL) if code else None, request_id),
+        )
+    return ConsentDecision(request_id, "approved" if approve else "denied", code,
+                           row["redirect_uri"], row["state"])
+
+
+def approve(ledger: Ledger, request_id: str, *, decided_by: str = "local user",
+            developer_id: str | None = None) -> ConsentDecision:
+    """The human approves: returns the single-use code (the only place it appears)."""
+    return _decide(ledger, request_id, True, decided_by, developer_id)
+
+
+def deny(ledger: Ledger, request_id: str, *, decided_by: str = "local user",
+         developer_id: str | None = None) -> ConsentDecision:
+    return _decide(ledger, request_id, False, decided_by, developer_id)

@@ -1,0 +1,129 @@
+"""Developers and their API keys.
+
+A ledger holds one default local developer (sandbox on: authorize returns a
+code at once) and may hold more. API keys are shown once, when created, and
+stored only as SHA-256 hashes: they carry 256 bits of entropy, so a slow hash
+adds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import errors
+from .clock import iso
+from .ids import new_id, new_secret
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+
+API_KEY_PREFIX = "gxl_"
+
+
+@dataclass(frozen=True)
+class Developer:
+    id: str
+    name: str
+    sandbox: bool
+    is_default: bool
+    created_at: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.id, "developerId": self.id, "name": self.name, "sandbox": self.sandbox,
+                "isDefault": self.is_default, "createdAt": self.created_at}
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    developer_id: str
+    key: str  # the secret; exists only in the object returned at creation
+    prefix: str
+    created_at: str
+
+
+def _from_row(row: sqlite3.Row) -> Developer:
+    return Developer(row["id"], row["name"], bool(row["sandbox"]), bool(row["is_default"]),
+                     row["created_at"])
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def insert_default_developer(conn: sqlite3.Connection, now: str) -> str:
+    dev_id = new_id("developer")
+    conn.execute(
+        "INSERT INTO developers (id, name, sandbox, is_default, created_at) VALUES (?, ?, 1, 1, ?)",
+        (dev_id, "local developer", now),
+    )
+    return dev_id
+
+
+def default_developer(ledger: Ledger) -> Developer:
+    row = ledger.query_one("SELECT * FROM developers WHERE is_default = 1")
+    if row is None:
+        raise errors.LedgerCorrupt(f"ledger {ledger.path} has no default developer")
+    return _from_row(row)
+
+
+def get_developer(ledger: Ledger, developer_id: str) -> Developer:
+    row = ledger.query_one("SELECT * FROM developers WHERE id = ?", (developer_id,))
+    if row is None:
+        raise errors.NotFound(f"developer {developer_id} not found")
+    return _from_row(row)
+
+
+def list_developers(ledger: Ledger) -> list[Developer]:
+    return [_from_row(r) for r in ledger.query("SELECT * FROM developers ORDER BY created_at, id")]
+
+
+def create_developer(ledger: Ledger, name: str, *, sandbox: bool = False) -> Developer:
+    if not isinstance(name, str) or not name.strip():
+        raise errors.InvalidInput("developer name must not be empty")
+    dev_id = new_id("developer")
+    now = iso(ledger.now())
+    with ledger.write() as conn:
+        conn.execute(
+            "INSERT INTO developers (id, name, sandbox, is_default, created_at) VALUES (?, ?, ?, 0, ?)",
+            (dev_id, name.strip(), int(sandbox), now),
+        )
+    return get_developer(ledger, dev_id)
+
+
+def set_sandbox(ledger: Ledger, developer_id: str, sandbox: bool) -> Developer:
+    with ledger.write() as conn:
+        cur = conn.execute("UPDATE developers SET sandbox = ? WHERE id = ?", (int(sandbox), developer_id))
+        if cur.rowcount == 0:
+            raise errors.NotFound(f"developer {developer_id} not found")
+    return get_developer(ledger, developer_id)
+
+
+def create_api_key(ledger: Ledger, developer_id: str, name: str = "") -> ApiKey:
+    """A new API key; the returned object is the only place the secret ever appears."""
+    get_developer(ledger, developer_id)
+    secret = new_secret(API_KEY_PREFIX)
+    key_id = new_id("api_key")
+    now = iso(ledger.now())
+    with ledger.write() as conn:
+        conn.execute(
+            "INSERT INTO api_keys (id, developer_id, name, key_hash, prefix, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (key_id, developer_id, name, hash_secret(secret), secret[:8], now),
+        )
+    return ApiKey(key_id, developer_id, secret, secret[:8], now)
+
+
+def developer_for_api_key(ledger: Ledger, secret: str) -> Developer:
+    """The developer an API key belongs to; NotFound for unknown or revoked keys."""
+    row = ledger.query_one(
+        "SELECT d.* FROM api_keys k JOIN developers d ON d.id = k.developer_id "
+        "WHERE k.key_hash = ? AND k.revoked_at IS NULL",
+        (hash_secret(secret),),
+    )
+    if row is None:
+        raise errors.NotFound("unknown or revoked API key")
+    return _from_row(row)

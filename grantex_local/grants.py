@@ -1,0 +1,213 @@
+"""Grants: reads, status, the delegation tree and cascading revocation.
+
+A grant's ``status`` is derived, never stored: ``revoked`` when it has a
+``revoked_at``, ``expired`` once ``expires_at`` has passed, else ``active``.
+Revocation walks the delegation subtree with one recursive CTE and stamps
+every grant in it with the same ``revoked_at`` inside one transaction, so no
+reader ever sees half a tree revoked.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from . import errors
+from .clock import iso
+from .models import Grant, RevokeResult
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+
+STATUSES = ("active", "revoked", "expired")
+
+_SELECT = (
+    "SELECT g.*, a.did AS agent_did, a.name AS agent_name, a.status AS agent_status "
+    "FROM grants g JOIN agents a ON a.id = g.agent_id"
+)
+
+
+def status_of(row: sqlite3.Row | dict[str, Any], now_iso: str) -> str:
+    if row["revoked_at"] is not None:
+        return "revoked"
+    if row["expires_at"] <= now_iso:
+        return "expired"
+    return "active"
+
+
+def from_row(row: sqlite3.Row, now_iso: str) -> Grant:
+    return Grant(
+        id=row["id"], agent_id=row["agent_id"], agent_did=row["agent_did"],
+        principal_id=row["principal_id"], developer_id=row["developer_id"],
+        scopes=tuple(json.loads(row["scopes"])), status=status_of(row, now_iso),
+        issued_at=row["issued_at"], expires_at=row["expires_at"], revoked_at=row["revoked_at"],
+        parent_grant_id=row["parent_grant_id"], delegation_depth=row["delegation_depth"],
+        audience=row["audience"],
+    )
+
+
+def get(ledger: Ledger, developer_id: str | None, grant_id: object) -> Grant:
+    if not isinstance(grant_id, str) or not grant_id:
+        raise errors.InvalidInput("grant id must be a non-empty string")
+    row = ledger.query_one(f"{_SELECT} WHERE g.id = ?", (grant_id,))
+    if row is None or (developer_id is not None and row["developer_id"] != developer_id):
+        raise errors.NotFound(f"grant {grant_id} not found")
+    return from_row(row, iso(ledger.now()))
+
+
+def list_grants(
+    ledger: Ledger,
+    developer_id: str | None,
+    *,
+    agent_id: str | None = None,
+    principal_id: str | None = None,
+    status: str | None = None,
+    parent_grant_id: str | None = None,
+    roots_only: bool = False,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[Grant]:
+    now = iso(ledger.now())
+    sql = f"{_SELECT} WHERE 1 = 1"
+    params: list[Any] = []
+    for column, value in (("g.developer_id", developer_id), ("g.agent_id", agent_id),
+                          ("g.principal_id", principal_id), ("g.parent_grant_id", parent_grant_id)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            params.append(value)
+    if roots_only:
+        sql += " AND g.parent_grant_id IS NULL"
+    if status is not None:
+        if status not in STATUSES:
+            raise errors.InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        if status == "revoked":
+            sql += " AND g.revoked_at IS NOT NULL"
+        elif status == "expired":
+            sql += " AND g.revoked_at IS NULL AND g.expires_at <= ?"
+            params.append(now)
+        else:
+            sql += " AND g.revoked_at IS NULL AND g.expires_at > ?"
+            params.append(now)
+    sql += " ORDER BY g.issued_at, g.id"
+    if limit is not None:
+        sql += " LIMIT ? OFFSET ?"
+        params += [limit, offset]
+    return [from_row(r, now) for r in ledger.query(sql, params)]
+
+
+def ancestors(ledger: Ledger, grant_id: str) -> list[Grant]:
+    """The parent chain from the grant's parent up to its root."""
+    rows = ledger.query(
+        "WITH RECURSIVE chain(id, n) AS ("
+        " SELECT parent_grant_id, 1 FROM grants WHERE id = ?"
+        " UNION ALL SELECT g.parent_grant_id, c.n + 1 FROM grants g JOIN chain c ON g.id = c.id"
+        f") {_SELECT} JOIN chain c ON g.id = c.id ORDER BY c.n",
+        (grant_id,),
+    )
+    now = iso(ledger.now())
+    return [from_row(r, now) for r in rows]
+
+
+def subtree_ids(conn: sqlite3.Connection, root_ids: list[str]) -> list[str]:
+    marks = ",".join("?" * len(root_ids))
+    rows = conn.execute(
+        "WITH RECURSIVE tree(id) AS ("
+        f" SELECT id FROM grants WHERE id IN ({marks})"
+        " UNION SELECT g.id FROM grants g JOIN tree t ON g.parent_grant_id = t.id"
+        ") SELECT id FROM tree", root_ids,
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def revoke_subtrees(conn: sqlite3.Connection, root_ids: list[str], revoked_at: str) -> list[str]:
+    """Revoke the grants ``root_ids`` and all their descendants; returns the ids revoked now.
+
+    The caller holds the write transaction. Grants already revoked keep their
+    earlier ``revoked_at``.
+    """
+    if not root_ids:
+        return []
+    marks = ",".join("?" * len(root_ids))
+    rows = conn.execute(
+        "WITH RECURSIVE tree(id) AS ("
+        f" SELECT id FROM grants WHERE id IN ({marks})"
+        " UNION SELECT g.id FROM grants g JOIN tree t ON g.parent_grant_id = t.id"
+        ") UPDATE grants SET revoked_at = ? WHERE id IN tree AND revoked_at IS NULL RETURNING id",
+        [*root_ids, revoked_at],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def revoke(ledger: Ledger, developer_id: str | None, grant_id: str) -> RevokeResult:
+    """Revoke a grant and every grant delegated from it, at any depth, in one transaction."""
+    if not isinstance(grant_id, str) or not grant_id:
+        raise errors.InvalidInput("grant id must be a non-empty string")
+    now = iso(ledger.now())
+    with ledger.write() as conn:
+        row = conn.execute("SELECT developer_id, revoked_at FROM grants WHERE id = ?",
+                           (grant_id,)).fetchone()
+        if row is None or (developer_id is not None and row["developer_id"] != developer_id):
+            raise errors.NotFound(f"grant {grant_id} not found")
+        if row["revoked_at"] is not None:
+            raise errors.NotFound(f"grant {grant_id} not found among active grants (already revoked)")
+        revoked = revoke_subtrees(conn, [grant_id], now)
+    return RevokeResult(grant_id, now, tuple(revoked))
+
+
+def blast_radius(ledger: Ledger, grant_id: str) -> dict[str, Any]:
+    """What revoking ``grant_id`` would touch: grants, agents and live tokens (read-only)."""
+    now = iso(ledger.now())
+    with ledger.read() as conn:
+        ids = subtree_ids(conn, [grant_id])
+        if not ids:
+            raise errors.NotFound(f"grant {grant_id} not found")
+        marks = ",".join("?" * len(ids))
+        active = conn.execute(
+            f"SELECT g.id, g.agent_id, a.name FROM grants g JOIN agents a ON a.id = g.agent_id "
+            f"WHERE g.id IN ({marks}) AND g.revoked_at IS NULL", ids,
+        ).fetchall()
+        live_tokens = conn.execute(
+            f"SELECT count(*) FROM tokens WHERE grant_id IN ({marks}) AND revoked_at IS NULL "
+            "AND expires_at > ?", [*ids, now],
+        ).fetchone()[0]
+    return {
+        "grantId": grant_id,
+        "grantIds": [r["id"] for r in active],
+        "descendants": max(0, len(active) - (1 if any(r["id"] == grant_id for r in active) else 0)),
+        "agents": sorted({r["name"] for r in active}),
+        "liveTokens": live_tokens,
+    }
+
+
+def tree(ledger: Ledger, developer_id: str | None, root_id: str | None = None) -> list[dict[str, Any]]:
+    """Delegation trees as nested dicts (``children`` lists), roots ordered by issue time."""
+    now = iso(ledger.now())
+    if root_id is not None:
+        root = get(ledger, developer_id, root_id)
+        with ledger.read() as conn:
+            ids = subtree_ids(conn, [root.id])
+            marks = ",".join("?" * len(ids))
+            rows = conn.execute(f"{_SELECT} WHERE g.id IN ({marks}) ORDER BY g.issued_at, g.id",
+                                ids).fetchall()
+    else:
+        sql, params = f"{_SELECT} ORDER BY g.issued_at, g.id", []
+        if developer_id is not None:
+            sql = f"{_SELECT} WHERE g.developer_id = ? ORDER BY g.issued_at, g.id"
+            params = [developer_id]
+        rows = ledger.query(sql, params)
+    nodes: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        node = from_row(r, now).to_dict()
+        node["agentName"] = r["agent_name"]
+        node["agentStatus"] = r["agent_status"]
+        node["children"] = []
+        nodes[r["id"]] = node
+    roots = []
+    for node in nodes.values():
+        parent = node.get("parentGrantId")
+        if parent in nodes and node["id"] != root_id:
+            nodes[parent]["children"].append(node)
+        else:
+            roots.append(node)
+    return roots

@@ -1,0 +1,42 @@
+"""Prefixed ULID identifiers (PROTOCOL §1).
+
+python-ulid's generator is monotonic within a process and millisecond, which
+the protocol requires so that ids sort in creation order.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from ulid import ULIDGenerator
+
+_generator = ULIDGenerator()
+
+PREFIXES = {
+    "agent": "ag_",
+    "grant": "grnt_",
+    "token": "tok_",
+    "refresh": "ref_",
+    "auth_request": "areq_",
+    "audit": "alog_",
+    "developer": "dev_",
+    "policy": "pol_",
+    "api_key": "key_",
+}
+
+
+def new_id(kind: str, now_ms: int | None = None) -> str:
+    """A fresh id of ``kind`` (a key of :data:`PREFIXES`)."""
+    ulid = _generator.generate(now_ms)
+    return PREFIXES[kind] + str(ulid)
+
+
+def new_secret(prefix: str = "") -> str:
+    """An unguessable bearer secret (256 bits) for codes and API keys."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+def looks_like(kind: str, value: object) -> bool:
+    """Cheap shape check used to give a clear error before touching the ledger."""
+    prefix = PREFIXES[kind]
+    return isinstance(value, str) and value.startswith(prefix) and len(value) == len(prefix) + 26

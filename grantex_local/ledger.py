@@ -1,0 +1,382 @@
+"""The ledger: one SQLite file that holds everything.
+
+Why this shape: every part of grantex-local (library, CLI, TUI, server,
+notebooks) works on the same file, often from several processes at once, so
+the file is opened the same way everywhere: WAL mode (readers never block the
+writer), a busy timeout, foreign keys on, ``BEGIN IMMEDIATE`` for every write
+so two writers queue instead of failing half-way, and ``synchronous=FULL`` so
+that a write that returned (a revocation above all) survives a power cut.
+
+sqlite3 errors never leave this module's boundary untranslated: callers see
+:class:`~grantex_local.errors.LedgerError` subclasses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from . import errors
+from .clock import Clock, iso, system_clock
+from .migrations import SCHEMA_VERSION, apply_migrations
+
+APPLICATION_ID = 0x47784C64  # "GxLd": marks a SQLite file as a grantex-local ledger
+DEFAULT_PATH = "grantex.db"
+DEFAULT_ISSUER = "http://127.0.0.1:8421"
+DEFAULT_MAX_DELEGATION_DEPTH = 3
+MAX_DELEGATION_DEPTH_CAP = 10
+DEFAULT_MAX_EXPIRES_IN = 24 * 3600
+BUSY_TIMEOUT_MS = 15_000
+
+SETTINGS_DEFAULTS: dict[str, str] = {
+    "issuer": DEFAULT_ISSUER,
+    "max_delegation_depth": str(DEFAULT_MAX_DELEGATION_DEPTH),
+    "max_expires_in": str(DEFAULT_MAX_EXPIRES_IN),
+}
+
+
+def default_path() -> str:
+    """``$GRANTEX_LEDGER`` or ``./grantex.db``."""
+    return os.environ.get("GRANTEX_LEDGER") or DEFAULT_PATH
+
+
+def translate(exc: sqlite3.Error, path: str) -> errors.LedgerError:
+    """Map a sqlite3 error to the typed error a caller can act on."""
+    text = str(exc).lower()
+    if "readonly" in text or "read-only" in text:
+        return errors.LedgerReadOnly(f"ledger {path} is read-only; nothing was written")
+    if "locked" in text or "busy" in text:
+        return errors.LedgerBusy(f"ledger {path} is busy (another process holds the write lock)")
+    if "not a database" in text or "file is encrypted" in text:
+        return errors.NotALedger(f"{path} is not a grantex-local ledger (not a SQLite database)")
+    if "malformed" in text or "corrupt" in text or "disk i/o" in text:
+        return errors.LedgerCorrupt(f"ledger {path} is corrupt: {exc}")
+    if isinstance(exc, sqlite3.IntegrityError):
+        return errors.LedgerError(f"ledger {path} refused a write: {exc}")
+    return errors.LedgerError(f"ledger {path}: {exc}")
+
+
+class Ledger:
+    """An open ledger file.
+
+    ``create=True`` creates the file when missing (keys, default developer and
+    settings included); ``create=False`` refuses a missing path, which is what
+    the CLI wants for every command but ``init``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        create: bool = True,
+        clock: Clock | None = None,
+        passphrase: str | None = None,
+        issuer: str | None = None,
+    ) -> None:
+        self.path = str(path if path is not None else default_path())
+        self.clock: Clock = clock or system_clock
+        env_pass = os.environ.get("GRANTEX_LOCAL_PASSPHRASE")
+        self.passphrase: str | None = passphrase if passphrase is not None else (env_pass or None)
+        self._write_depth = 0
+        self._settings_cache: dict[str, str] | None = None
+        # Parsed keys are kept for the life of the object: parsing a PEM
+        # private key costs tens of milliseconds.
+        self._signing_key: tuple[str, Any] | None = None
+        self._verifier: Any = None
+        self.readonly = False
+        self.created = False
+        self.conn = self._connect(create)
+        try:
+            self._prepare(issuer)
+        except BaseException:
+            self.conn.close()
+            raise
+
+    # ── opening ──────────────────────────────────────────────────────────
+
+    def _connect(self, create: bool) -> sqlite3.Connection:
+        p = Path(self.path)
+        if p.exists():
+            if not p.is_file():
+                raise errors.NotALedger(f"{self.path} is not a file")
+            st = p.stat()
+            self.readonly = not (st.st_mode & stat.S_IWUSR) or not os.access(p, os.W_OK)
+            if st.st_size == 0 and not self.readonly:
+                self.created = True
+        else:
+            if not create:
+                raise errors.LedgerNotFound(
+                    f"no ledger at {self.path}; create one with 'grantex-local init'"
+                )
+            if not p.parent.exists():
+                raise errors.LedgerNotFound(f"directory {p.parent} does not exist")
+            try:
+                fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise errors.LedgerError(f"cannot create ledger {self.path}: {exc.strerror}") from None
+            else:
+                os.close(fd)
+                self.created = True
+            os.chmod(p, 0o600)
+        uri = p.resolve().as_uri() + ("?mode=ro" if self.readonly else "")
+        try:
+            conn = sqlite3.connect(
+                uri, uri=True, isolation_level=None, check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def _prepare(self, issuer: str | None) -> None:
+        conn = self.conn
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            has_tables = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+            ).fetchone()[0]
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+        if app_id != APPLICATION_ID and (app_id != 0 or has_tables):
+            raise errors.NotALedger(
+                f"{self.path} is a SQLite database but not a grantex-local ledger"
+            )
+        if version > SCHEMA_VERSION:
+            raise errors.SchemaTooNew(
+                f"ledger {self.path} has schema version {version}, newer than this "
+                f"grantex-local understands ({SCHEMA_VERSION}); upgrade grantex-local"
+            )
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            if not self.readonly:
+                conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+        if version < SCHEMA_VERSION:
+            if self.readonly:
+                raise errors.LedgerReadOnly(
+                    f"ledger {self.path} needs a schema upgrade but is read-only"
+                )
+            self._initialise_or_upgrade(issuer)
+
+    def _initialise_or_upgrade(self, issuer: str | None) -> None:
+        from . import keys  # the RSA key is made outside the lock: it takes a while
+
+        try:
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+        fresh_key = keys.generate_signing_key(self.passphrase)
+        with self.write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version >= SCHEMA_VERSION:
+                return  # another process got there first
+            apply_migrations(conn, version)
+            if version == 0:
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                now = iso(self.clock())
+                settings = dict(SETTINGS_DEFAULTS, created_at=now)
+                if issuer is not None:
+                    settings["issuer"] = validate_issuer(issuer)
+                conn.executemany(
+                    "INSERT INTO settings (key, value) VALUES (?, ?)", settings.items()
+                )
+                from .developers import insert_default_developer
+
+                insert_default_developer(conn, now)
+                keys.insert_signing_key(conn, fresh_key, now)
+        self.created = True
+
+    # ── transactions ─────────────────────────────────────────────────────
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``); nested calls join the outer one."""
+        if self.readonly:
+            raise errors.LedgerReadOnly(f"ledger {self.path} is read-only; nothing was written")
+        if self._write_depth:
+            self._write_depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._write_depth -= 1
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+        self._write_depth = 1
+        try:
+            yield self.conn
+        except BaseException as exc:
+            self._write_depth = 0
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            self._settings_cache = None
+            if isinstance(exc, sqlite3.Error):
+                raise translate(exc, self.path) from None
+            raise
+        else:
+            self._write_depth = 0
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+                raise translate(exc, self.path) from None
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for several queries (joins a write when inside one)."""
+        if self._write_depth:
+            yield self.conn
+            return
+        try:
+            self.conn.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+        try:
+            yield self.conn
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
+        """Rows of one read query, errors translated."""
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+
+    def query_one(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> sqlite3.Row | None:
+        try:
+            return self.conn.execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+
+    # ── time and settings ────────────────────────────────────────────────
+
+    def now(self) -> float:
+        return self.clock()
+
+    def settings(self) -> dict[str, str]:
+        rows = self.query("SELECT key, value FROM settings")
+        return {r["key"]: r["value"] for r in rows}
+
+    def setting(self, key: str) -> str:
+        row = self.query_one("SELECT value FROM settings WHERE key = ?", (key,))
+        return row["value"] if row is not None else SETTINGS_DEFAULTS[key]
+
+    def set_setting(self, key: str, value: str) -> str:
+        """Validate and store one setting; returns the stored text."""
+        if key == "issuer":
+            value = validate_issuer(value)
+        elif key == "max_delegation_depth":
+            value = str(_int_in_range(key, value, 0, MAX_DELEGATION_DEPTH_CAP))
+        elif key == "max_expires_in":
+            from .clock import parse_expires_in
+
+            value = str(parse_expires_in(value, maximum=365 * 86400))
+        else:
+            raise errors.InvalidInput(
+                f"unknown setting {key!r}; known: issuer, max_delegation_depth, max_expires_in"
+            )
+        with self.write() as conn:
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+        self._verifier = None
+        return value
+
+    @property
+    def issuer(self) -> str:
+        return self.setting("issuer")
+
+    @property
+    def max_delegation_depth(self) -> int:
+        return int(self.setting("max_delegation_depth"))
+
+    @property
+    def max_expires_in(self) -> int:
+        return int(self.setting("max_expires_in"))
+
+    # ── keys (parsed once, kept) ─────────────────────────────────────────
+
+    def signing_key(self) -> tuple[str, Any]:
+        """(kid, private key object) of the active signing key."""
+        from . import keys
+
+        row = self.query_one(
+            "SELECT kid, private_pem, encrypted FROM signing_keys WHERE retired_at IS NULL "
+            "ORDER BY created_at DESC LIMIT 1"
+        )
+        if row is None:
+            raise errors.LedgerCorrupt(f"ledger {self.path} has no active signing key")
+        if self._signing_key is None or self._signing_key[0] != row["kid"]:
+            key = keys.load_private_key(bytes(row["private_pem"]), bool(row["encrypted"]),
+                                        self.passphrase)
+            self._signing_key = (row["kid"], key)
+        return self._signing_key
+
+    def verifier(self) -> Any:
+        """The offline verifier for this ledger's own keys and issuer (cached)."""
+        from .keys import jwks
+        from .verify import Verifier
+
+        if self._verifier is None:
+            self._verifier = Verifier(jwks(self, include_all=True), issuer=self.issuer, clock=self.clock)
+        return self._verifier
+
+    def forget_keys(self) -> None:
+        """Drop cached keys (after a rotation, or when a kid is unknown)."""
+        self._signing_key = None
+        self._verifier = None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def validate_issuer(value: str) -> str:
+    """An issuer URL as clients spell their base URL: http(s), a host, no trailing '/'."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or not value:
+        raise errors.InvalidInput("issuer must be a URL such as http://127.0.0.1:8421")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise errors.InvalidInput(f"issuer {value!r} must be an http(s) URL with a host")
+    if value.endswith("/") or parts.query or parts.fragment or not value.isascii():
+        raise errors.InvalidInput(
+            f"issuer {value!r} must have no trailing '/', query or fragment and be ASCII"
+        )
+    return value
+
+
+def _int_in_range(name: str, value: object, low: int, high: int) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise errors.InvalidInput(f"{name} must be a whole number, not {value!r}") from None
+    if not low <= number <= high:
+        raise errors.InvalidInput(f"{name} must be between {low} and {high}, not {number}")
+    return number

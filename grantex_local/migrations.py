@@ -1,0 +1,128 @@
+"""Schema migrations, recorded in the ledger file itself.
+
+Each migration is a function registered with :func:`migration`; the ones that
+have run are listed in ``_migrations`` and counted in ``PRAGMA user_version``.
+Opening a ledger compares ``user_version`` with :data:`SCHEMA_VERSION` (one
+cheap PRAGMA), so sqlite-utils is only imported when a file needs creating or
+upgrading: the command line stays fast.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from .clock import iso, system_clock
+
+Migration = Callable[["object"], None]
+_MIGRATIONS: list[tuple[str, Callable[..., None]]] = []
+
+
+def migration(fn: Callable[..., None]) -> Callable[..., None]:
+    _MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_core(db: object) -> None:
+    """Developers, keys, agents, auth requests, grants, tokens, policies, settings."""
+    from sqlite_utils import Database
+
+    assert isinstance(db, Database)
+    db["settings"].create({"key": str, "value": str}, pk="key", not_null={"value"})
+    db["developers"].create(
+        {"id": str, "name": str, "sandbox": int, "is_default": int, "created_at": str},
+        pk="id", not_null={"name", "sandbox", "is_default", "created_at"},
+    )
+    db["api_keys"].create(
+        {"id": str, "developer_id": str, "name": str, "key_hash": str, "prefix": str,
+         "created_at": str, "revoked_at": str},
+        pk="id", foreign_keys=[("developer_id", "developers", "id")],
+        not_null={"developer_id", "key_hash", "prefix", "created_at"},
+    )
+    db["api_keys"].create_index(["key_hash"], unique=True)
+    db["signing_keys"].create(
+        {"kid": str, "alg": str, "private_pem": bytes, "encrypted": int, "public_jwk": str,
+         "created_at": str, "retired_at": str},
+        pk="kid", not_null={"alg", "private_pem", "encrypted", "public_jwk", "created_at"},
+    )
+    db["agents"].create(
+        {"id": str, "developer_id": str, "did": str, "name": str, "description": str,
+         "scopes": str, "redirect_uris": str, "status": str, "created_at": str,
+         "updated_at": str, "status_changed_at": str},
+        pk="id", foreign_keys=[("developer_id", "developers", "id")],
+        not_null={"developer_id", "did", "name", "description", "scopes", "redirect_uris",
+                  "status", "created_at", "updated_at"},
+    )
+    db["agents"].create_index(["did"], unique=True)
+    db["agents"].create_index(["developer_id", "status"])
+    db["agent_keys"].create(
+        {"agent_id": str, "kid": str, "public_jwk": str, "private_pem": bytes, "encrypted": int,
+         "created_at": str, "retired_at": str},
+        pk=("agent_id", "kid"), foreign_keys=[("agent_id", "agents", "id")],
+        not_null={"public_jwk", "encrypted", "created_at"},
+    )
+    db["auth_requests"].create(
+        {"id": str, "developer_id": str, "agent_id": str, "principal_id": str, "scopes": str,
+         "expires_in": str, "redirect_uri": str, "state": str, "audience": str,
+         "code_challenge": str, "code_challenge_method": str, "status": str,
+         "created_at": str, "expires_at": str, "decided_at": str, "decided_by": str,
+         "policy_id": str, "code_hash": str, "code_expires_at": str, "grant_id": str},
+        pk="id",
+        foreign_keys=[("developer_id", "developers", "id"), ("agent_id", "agents", "id")],
+        not_null={"developer_id", "agent_id", "principal_id", "scopes", "expires_in", "status",
+                  "created_at", "expires_at"},
+    )
+    db["auth_requests"].create_index(["code_hash"], unique=True)
+    db["auth_requests"].create_index(["developer_id", "status"])
+    db["grants"].create(
+        {"id": str, "developer_id": str, "agent_id": str, "principal_id": str, "scopes": str,
+         "audience": str, "parent_grant_id": str, "parent_token_id": str,
+         "delegation_depth": int, "auth_request_id": str, "issued_at": str,
+         "expires_at": str, "revoked_at": str},
+        pk="id",
+        foreign_keys=[("developer_id", "developers", "id"), ("agent_id", "agents", "id"),
+                      ("parent_grant_id", "grants", "id")],
+        not_null={"developer_id", "agent_id", "principal_id", "scopes", "delegation_depth",
+                  "issued_at", "expires_at"},
+    )
+    db["grants"].create_index(["parent_grant_id"])
+    db["grants"].create_index(["parent_token_id"])
+    db["grants"].create_index(["agent_id"])
+    db["grants"].create_index(["developer_id", "principal_id"])
+    db["tokens"].create(
+        {"jti": str, "grant_id": str, "kid": str, "issued_at": str, "expires_at": str,
+         "revoked_at": str, "refresh_hash": str, "refresh_used_at": str},
+        pk="jti", foreign_keys=[("grant_id", "grants", "id")],
+        not_null={"grant_id", "kid", "issued_at", "expires_at"},
+    )
+    db["tokens"].create_index(["grant_id"])
+    db["tokens"].create_index(["kid", "expires_at"])
+    db["tokens"].create_index(["refresh_hash"], unique=True)
+    db["policies"].create(
+        {"id": str, "developer_id": str, "name": str, "effect": str, "priority": int,
+         "agent_id": str, "principal_id": str, "scopes": str, "time_window": str,
+         "created_at": str, "updated_at": str},
+        pk="id", foreign_keys=[("developer_id", "developers", "id")],
+        not_null={"developer_id", "name", "effect", "priority", "created_at", "updated_at"},
+    )
+
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def apply_migrations(conn: sqlite3.Connection, current_version: int) -> None:
+    """Run every migration after ``current_version``; the caller holds the write lock."""
+    from sqlite_utils import Database
+
+    db = Database(conn)
+    if "_migrations" not in db.table_names():
+        db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
+    for index, (name, fn) in enumerate(_MIGRATIONS, start=1):
+        if index <= current_version:
+            continue
+        fn(db)
+        conn.execute(
+            "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, iso(system_clock()))
+        )
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

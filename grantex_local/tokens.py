@@ -1,0 +1,326 @@
+"""Grant tokens: issuance, code exchange, refresh, revocation and online verification.
+
+Issuance writes the token row (jti, kid, expiry, the refresh token's hash) in
+the caller's transaction and signs with the cached issuer key. Online
+verification is offline verification plus what only the ledger knows: the
+token row, its revocation, and the state of the grant, every ancestor grant
+and every agent along the chain.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+import jwt
+from ulid import ULID
+
+from . import agents, errors, grants
+from .clock import iso, parse_expires_in, parse_iso
+from .developers import hash_secret
+from .ids import new_id
+from .models import ExchangeTokenResponse, VerifyTokenResponse
+from .verify import ALGORITHM, GRANT_CLAIM, TOKEN_TYPE
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+
+
+def new_refresh_token(now_ms: int) -> str:
+    """``ref_`` + a ULID whose 80 random bits are all fresh.
+
+    The monotonic generator used for ids would make two refresh tokens minted
+    in one millisecond differ by one, so a bearer secret must not come from it.
+    """
+    return "ref_" + str(ULID.from_bytes(now_ms.to_bytes(6, "big") + os.urandom(10)))
+
+
+def build_claims(
+    *,
+    issuer: str,
+    jti: str,
+    grant: dict[str, Any],
+    agent_did: str,
+    iat: int,
+    exp: int,
+    parent_agent_did: str | None = None,
+) -> dict[str, Any]:
+    """Both claim sets of PROTOCOL §3, agreeing exactly."""
+    scopes = list(grant["scopes"])
+    grant_claim: dict[str, Any] = {
+        "agent_did": agent_did,
+        "developer_id": grant["developer_id"],
+        "grant_id": grant["id"],
+    }
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": grant["principal_id"],
+        "jti": jti,
+        "iat": iat,
+        "exp": exp,
+        "client_id": grant["agent_id"],
+        "scope": " ".join(scopes),
+        "scp": scopes,
+        "agt": agent_did,
+        "dev": grant["developer_id"],
+        "grnt": grant["id"],
+    }
+    if grant.get("parent_grant_id"):
+        depth = grant["delegation_depth"]
+        grant_claim["parent_grant_id"] = grant["parent_grant_id"]
+        grant_claim["delegation_depth"] = depth
+        claims["act"] = {"sub": parent_agent_did}
+        claims["parentAgt"] = parent_agent_did
+        claims["parentGrnt"] = grant["parent_grant_id"]
+        claims["delegationDepth"] = depth
+    if grant.get("audience"):
+        claims["aud"] = grant["audience"]
+    claims[GRANT_CLAIM] = grant_claim
+    return claims
+
+
+def issue(
+    ledger: Ledger,
+    conn: sqlite3.Connection,
+    grant: dict[str, Any],
+    *,
+    agent_did: str,
+    parent_agent_did: str | None = None,
+) -> ExchangeTokenResponse:
+    """Sign a token for ``grant`` and record it; the caller holds the write transaction."""
+    now = ledger.now()
+    jti = new_id("token", int(now * 1000))
+    exp = int(parse_iso(grant["expires_at"]))
+    claims = build_claims(issuer=ledger.issuer, jti=jti, grant=grant, agent_did=agent_did,
+                          iat=int(now), exp=exp, parent_agent_did=parent_agent_did)
+    kid, key = ledger.signing_key()
+    token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid, "typ": TOKEN_TYPE})
+    refresh = new_refresh_token(int(now * 1000))
+    conn.execute(
+        "INSERT INTO tokens (jti, grant_id, kid, issued_at, expires_at, refresh_hash) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (jti, grant["id"], kid, iso(now), grant["expires_at"], hash_secret(refresh)),
+    )
+    return ExchangeTokenResponse(token, grant["expires_at"], tuple(grant["scopes"]), refresh,
+                                 grant["id"], jti)
+
+
+def insert_grant(conn: sqlite3.Connection, grant: dict[str, Any]) -> None:
+    conn.execute(
+        "INSERT INTO grants (id, developer_id, agent_id, principal_id, scopes, audience, "
+        "parent_grant_id, parent_token_id, delegation_depth, auth_request_id, issued_at, expires_at) "
+        "VALUES (:id, :developer_id, :agent_id, :principal_id, :scopes_json, :audience, "
+        ":parent_grant_id, :parent_token_id, :delegation_depth, :auth_request_id, :issued_at, "
+        ":expires_at)",
+        dict(grant, scopes_json=json.dumps(list(grant["scopes"]))),
+    )
+
+
+def _pkce_matches(verifier: str, challenge: str) -> bool:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return hmac.compare_digest(computed, challenge)
+
+
+def exchange(
+    ledger: Ledger,
+    developer_id: str,
+    *,
+    code: str,
+    agent_id: str,
+    code_verifier: str | None = None,
+    redirect_uri: str | None = None,
+) -> ExchangeTokenResponse:
+    """Trade a single-use authorization code for a grant token and a refresh token.
+
+    The code is consumed by a conditional UPDATE inside ``BEGIN IMMEDIATE``,
+    so of two concurrent exchanges exactly one wins.
+    """
+    if not isinstance(code, str) or not code:
+        raise errors.InvalidCode("code must be a non-empty string")
+    if not isinstance(agent_id, str) or not agent_id:
+        raise errors.InvalidInput("agentId must be a non-empty string")
+    if code_verifier is not None and (not isinstance(code_verifier, str)
+                                      or not 43 <= len(code_verifier) <= 128
+                                      or not code_verifier.isascii()):
+        raise errors.InvalidCode("codeVerifier must be 43 to 128 ASCII characters")
+    now = ledger.now()
+    now_iso = iso(now)
+    with ledger.write() as conn:
+        req = conn.execute("SELECT * FROM auth_requests WHERE code_hash = ?",
+                           (hash_secret(code),)).fetchone()
+        if req is None or req["developer_id"] != developer_id:
+            raise errors.InvalidCode("authorization code is unknown")
+        if req["status"] == "exchanged":
+            raise errors.InvalidCode("authorization code has already been used")
+        if req["status"] != "approved":
+            raise errors.InvalidCode(f"authorization code is not usable (request {req['status']})")
+        if req["code_expires_at"] <= now_iso:
+            raise errors.InvalidCode("authorization code has expired")
+        if req["agent_id"] != agent_id:
+            raise errors.InvalidCode("authorization code was issued to a different agent")
+        if req["code_challenge"] is not None:
+            if code_verifier is None:
+                raise errors.InvalidCode("codeVerifier is required: the request used PKCE")
+            if not _pkce_matches(code_verifier, req["code_challenge"]):
+                raise errors.InvalidCode("codeVerifier does not match the code challenge")
+        bound_uri = req["redirect_uri"]
+        if redirect_uri is not None and bound_uri is not None and redirect_uri != bound_uri:
+            raise errors.InvalidCode("redirectUri does not match the authorization request")
+        agent = agents.require_active(ledger, developer_id, agent_id)
+        seconds = parse_expires_in(req["expires_in"], maximum=10 * 365 * 86400)
+        grant_id = new_id("grant", int(now * 1000))
+        cur = conn.execute(
+            "UPDATE auth_requests SET status = 'exchanged', grant_id = ? "
+            "WHERE id = ? AND status = 'approved'", (grant_id, req["id"]),
+        )
+        if cur.rowcount != 1:
+            raise errors.InvalidCode("authorization code has already been used")
+        grant = {
+            "id": grant_id, "developer_id": developer_id, "agent_id": agent_id,
+            "principal_id": req["principal_id"], "scopes": json.loads(req["scopes"]),
+            "audience": req["audience"], "parent_grant_id": None, "parent_token_id": None,
+            "delegation_depth": 0, "auth_request_id": req["id"], "issued_at": now_iso,
+            "expires_at": iso(int(now) + seconds),
+        }
+        insert_grant(conn, grant)
+        return issue(ledger, conn, grant, agent_did=agent.did)
+
+
+def _chain_problem(conn: sqlite3.Connection, grant_id: str, now_iso: str) -> str | None:
+    """Why the grant or an ancestor cannot be used now (None: all good)."""
+    rows = conn.execute(
+        "WITH RECURSIVE chain(id) AS ("
+        " SELECT ? UNION ALL SELECT g.parent_grant_id FROM grants g JOIN chain c ON g.id = c.id"
+        " WHERE g.parent_grant_id IS NOT NULL"
+        ") SELECT g.id, g.revoked_at, g.expires_at, a.status AS agent_status "
+        "FROM chain c JOIN grants g ON g.id = c.id JOIN agents a ON a.id = g.agent_id",
+        (grant_id,),
+    ).fetchall()
+    if not rows:
+        return "unknown_grant"
+    for row in rows:
+        if row["revoked_at"] is not None:
+            return "grant_revoked"
+    for row in rows:
+        if row["expires_at"] <= now_iso:
+            return "grant_expired"
+    for row in rows:
+        if row["agent_status"] != "active":
+            return f"agent_{row['agent_status']}"
+    return None
+
+
+def verify_online(ledger: Ledger, token: str, developer_id: str | None = None) -> VerifyTokenResponse:
+    """Offline checks plus revocation, ancestors and agent status; never raises for a bad token."""
+    try:
+        claims = ledger.verifier().verify(token)
+    except errors.TokenInvalid as exc:
+        if exc.reason != "unknown_kid":
+            return VerifyTokenResponse(valid=False, reason=exc.reason)
+        ledger.forget_keys()  # another process may have rotated the key
+        try:
+            claims = ledger.verifier().verify(token)
+        except errors.TokenInvalid as exc2:
+            return VerifyTokenResponse(valid=False, reason=exc2.reason)
+    now_iso = iso(ledger.now())
+    with ledger.read() as conn:
+        row = conn.execute(
+            "SELECT t.grant_id, t.revoked_at, g.developer_id, g.principal_id, g.scopes, "
+            "g.expires_at, a.did FROM tokens t JOIN grants g ON g.id = t.grant_id "
+            "JOIN agents a ON a.id = g.agent_id WHERE t.jti = ?", (claims.token_id,),
+        ).fetchone()
+        if row is None or (developer_id is not None and row["developer_id"] != developer_id):
+            return VerifyTokenResponse(valid=False, reason="unknown_token")
+        if (row["grant_id"] != claims.grant_id or row["principal_id"] != claims.principal_id
+                or row["did"] != claims.agent_did or tuple(json.loads(row["scopes"])) != claims.scopes):
+            return VerifyTokenResponse(valid=False, reason="claims_mismatch")
+        if row["revoked_at"] is not None:
+            return VerifyTokenResponse(valid=False, reason="token_revoked")
+        problem = _chain_problem(conn, claims.grant_id, now_iso)
+    if problem is not None:
+        return VerifyTokenResponse(valid=False, reason=problem)
+    return VerifyTokenResponse(
+        valid=True, grant_id=claims.grant_id, scopes=claims.scopes, principal=claims.principal_id,
+        agent=claims.agent_did, expires_at=row["expires_at"], token_id=claims.token_id,
+    )
+
+
+def revoke_tokens(conn: sqlite3.Connection, jtis: list[str], now_iso: str) -> list[str]:
+    """Revoke tokens and every grant delegated from them; returns the grant ids revoked."""
+    if not jtis:
+        return []
+    marks = ",".join("?" * len(jtis))
+    conn.execute(f"UPDATE tokens SET revoked_at = ? WHERE jti IN ({marks}) AND revoked_at IS NULL",
+                 [now_iso, *jtis])
+    children = [r[0] for r in conn.execute(
+        f"SELECT id FROM grants WHERE parent_token_id IN ({marks}) AND revoked_at IS NULL", jtis)]
+    return grants.revoke_subtrees(conn, children, now_iso)
+
+
+def revoke(ledger: Ledger, developer_id: str | None, jti: str) -> list[str]:
+    """Revoke one token by jti; grants delegated from it are revoked too (their ids returned)."""
+    if not isinstance(jti, str) or not jti:
+        raise errors.InvalidInput("jti must be a non-empty string")
+    now_iso = iso(ledger.now())
+    with ledger.write() as conn:
+        row = conn.execute(
+            "SELECT t.revoked_at, g.developer_id FROM tokens t JOIN grants g ON g.id = t.grant_id "
+            "WHERE t.jti = ?", (jti,)).fetchone()
+        if row is None or (developer_id is not None and row["developer_id"] != developer_id):
+            raise errors.NotFound(f"token {jti} not found")
+        if row["revoked_at"] is not None:
+            raise errors.NotFound(f"token {jti} not found among live tokens (already revoked)")
+        return revoke_tokens(conn, [jti], now_iso)
+
+
+def refresh(ledger: Ledger, developer_id: str, *, refresh_token: str, agent_id: str) -> ExchangeTokenResponse:
+    """Rotate: a new grant token and refresh token for the same grant and expiry.
+
+    A spent refresh token coming back means it leaked: every live token of
+    that grant is revoked (OAuth 2.1 refresh-token reuse detection) and
+    :class:`RefreshTokenReused` is raised after that revocation is committed.
+    """
+    if not isinstance(refresh_token, str) or not refresh_token:
+        raise errors.InvalidRefreshToken("refreshToken must be a non-empty string")
+    if not isinstance(agent_id, str) or not agent_id:
+        raise errors.InvalidInput("agentId must be a non-empty string")
+    now_iso = iso(ledger.now())
+    reused_grant: str | None = None
+    with ledger.write() as conn:
+        row = conn.execute(
+            "SELECT t.jti, t.refresh_used_at, g.* FROM tokens t JOIN grants g ON g.id = t.grant_id "
+            "WHERE t.refresh_hash = ?", (hash_secret(refresh_token),)).fetchone()
+        if row is None or row["developer_id"] != developer_id or row["agent_id"] != agent_id:
+            raise errors.InvalidRefreshToken("refresh token is unknown")
+        if row["refresh_used_at"] is not None:
+            live = [r[0] for r in conn.execute(
+                "SELECT jti FROM tokens WHERE grant_id = ? AND revoked_at IS NULL", (row["id"],))]
+            revoke_tokens(conn, live, now_iso)
+            reused_grant = row["id"]
+        else:
+            problem = _chain_problem(conn, row["id"], now_iso)
+            if problem is not None:
+                raise errors.InvalidRefreshToken(f"cannot refresh: {problem.replace('_', ' ')}")
+            cur = conn.execute(
+                "UPDATE tokens SET refresh_used_at = ? WHERE jti = ? AND refresh_used_at IS NULL",
+                (now_iso, row["jti"]))
+            if cur.rowcount != 1:
+                raise errors.InvalidRefreshToken("refresh token has already been used")
+            grant = dict(row)
+            grant["scopes"] = json.loads(row["scopes"])
+            parent_did = None
+            if row["parent_grant_id"] is not None:
+                parent_did = conn.execute(
+                    "SELECT a.did FROM grants g JOIN agents a ON a.id = g.agent_id WHERE g.id = ?",
+                    (row["parent_grant_id"],)).fetchone()[0]
+            agent_did = conn.execute("SELECT did FROM agents WHERE id = ?", (agent_id,)).fetchone()[0]
+            return issue(ledger, conn, grant, agent_did=agent_did, parent_agent_did=parent_did)
+    raise errors.RefreshTokenReused(
+        f"refresh token was already used: every live token of grant {reused_grant} has been revoked"
+    )
