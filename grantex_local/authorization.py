@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 REQUEST_TTL = 600
 CODE_TTL = 600
 DEFAULT_EXPIRES_IN = "24h"
-_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 STATUSES = ("pending", "approved", "denied", "exchanged", "expired")
 
 
@@ -86,7 +86,7 @@ def authorize(
     """Start an authorization; policies first, then sandbox, else it waits for a human."""
     principal = _principal(principal_id)
     requested = normalize_scopes(scopes)
-    ttl = expires_in or DEFAULT_EXPIRES_IN
+    ttl = DEFAULT_EXPIRES_IN if expires_in is None else expires_in
     parse_expires_in(ttl, maximum=ledger.max_expires_in)
     redirect = _optional_text(redirect_uri, "redirectUri")
     state = _optional_text(state, "state", 1024)
@@ -94,7 +94,7 @@ def authorize(
     if code_challenge is not None or code_challenge_method is not None:
         if (code_challenge_method or "S256") != "S256":
             raise errors.InvalidInput("codeChallengeMethod must be S256")
-        if not isinstance(code_challenge, str) or not _CHALLENGE.match(code_challenge):
+        if not isinstance(code_challenge, str) or not _CHALLENGE.fullmatch(code_challenge):
             raise errors.InvalidInput("codeChallenge must be a base64url SHA-256 digest (43 characters)")
     developer = get_developer(ledger, developer_id)
     agent = agents.require_active(ledger, developer_id, agent_id)
@@ -112,7 +112,7 @@ def authorize(
 
     now = ledger.now()
     now_iso = iso(now)
-    request_id = new_id("auth_request", int(now * 1000))
+    request_id = new_id("auth_request")
     policy = policies.evaluate(ledger, developer_id, agent.id, principal, requested)
     code: str | None = None
     status, decided_by = "pending", None

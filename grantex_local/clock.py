@@ -19,7 +19,7 @@ Clock = Callable[[], float]
 
 system_clock: Clock = time.time
 
-_EXPIRES_IN = re.compile(r"^(\d{1,9})([smhd])$")
+_EXPIRES_IN = re.compile(r"([0-9]{1,9})([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -38,7 +38,7 @@ def parse_iso(text: str) -> float:
 
 def parse_expires_in(value: object, *, maximum: int) -> int:
     """Seconds in an ``expiresIn`` such as ``"24h"``; refuses 0 and anything over ``maximum``."""
-    if not isinstance(value, str) or not (m := _EXPIRES_IN.match(value)):
+    if not isinstance(value, str) or not (m := _EXPIRES_IN.fullmatch(value)):
         raise InvalidExpiresIn(
             f"expiresIn {value!r} is malformed: use a positive number and a unit s, m, h or d (e.g. '1h')"
         )

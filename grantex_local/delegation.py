@@ -33,7 +33,8 @@ def delegate(
 ) -> ExchangeTokenResponse:
     """Issue a child grant and token to ``sub_agent_id``; see the module docstring."""
     requested = normalize_scopes(scopes)
-    seconds = parse_expires_in(expires_in or DEFAULT_EXPIRES_IN, maximum=ledger.max_expires_in)
+    seconds = parse_expires_in(DEFAULT_EXPIRES_IN if expires_in is None else expires_in,
+                               maximum=ledger.max_expires_in)
     if not isinstance(parent_grant_token, str) or not parent_grant_token:
         raise errors.InvalidInput("parentGrantToken must be a non-empty string")
     with ledger.write() as conn:
@@ -57,7 +58,7 @@ def delegate(
         now = ledger.now()
         expires = min(int(parse_iso(parent["expires_at"])), int(now) + seconds)
         grant = {
-            "id": new_id("grant", int(now * 1000)), "developer_id": developer_id,
+            "id": new_id("grant"), "developer_id": developer_id,
             "agent_id": sub_agent.id, "principal_id": parent["principal_id"],
             "scopes": requested, "audience": parent["audience"],
             "parent_grant_id": parent["id"], "parent_token_id": check.token_id,

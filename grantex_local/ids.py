@@ -25,9 +25,14 @@ PREFIXES = {
 }
 
 
-def new_id(kind: str, now_ms: int | None = None) -> str:
-    """A fresh id of ``kind`` (a key of :data:`PREFIXES`)."""
-    ulid = _generator.generate(now_ms)
+def new_id(kind: str) -> str:
+    """A fresh id of ``kind`` (a key of :data:`PREFIXES`).
+
+    Always stamped with the real time, even when the ledger runs on a moved
+    clock: ids must sort in creation order, and one generator fed two clocks
+    would lose its monotonicity.
+    """
+    ulid = _generator.generate()
     return PREFIXES[kind] + str(ulid)
 
 

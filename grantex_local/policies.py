@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .ledger import Ledger
 
 EFFECTS = {"allow": "allow", "deny": "deny", "auto_approve": "allow", "auto_deny": "deny"}
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 
 
 def _from_row(row: sqlite3.Row) -> Policy:
@@ -48,7 +48,7 @@ def _effect(value: object) -> str:
 
 
 def _hhmm(value: str, name: str) -> tuple[int, int]:
-    m = _HHMM.match(value) if isinstance(value, str) else None
+    m = _HHMM.fullmatch(value) if isinstance(value, str) else None
     if not m:
         raise errors.InvalidInput(f"{name} must be HH:MM (24-hour, UTC), not {value!r}")
     return int(m.group(1)), int(m.group(2))

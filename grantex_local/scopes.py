@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from .errors import InvalidScope
 
 # One part: no whitespace, no control characters, no ':'.
-_PART = re.compile(r"^[^\s:\x00-\x1f\x7f]+$")
-_MAX = re.compile(r"^max_(\d{1,18})$")
+_PART = re.compile(r"[^\s:\x00-\x1f\x7f]+")
+_MAX = re.compile(r"max_([0-9]{1,18})")
 MAX_SCOPES = 100
 MAX_SCOPE_LENGTH = 256
 
@@ -37,7 +37,7 @@ class Scope:
         """N of a ``max_N`` constraint, else None."""
         if self.constraint is None:
             return None
-        m = _MAX.match(self.constraint)
+        m = _MAX.fullmatch(self.constraint)
         return int(m.group(1)) if m else None
 
 
@@ -53,7 +53,7 @@ def parse_scope(text: object) -> Scope:
     if len(parts) not in (2, 3):
         raise InvalidScope(f"scope {text!r} must have the form resource:action[:constraint]")
     for part in parts:
-        if not _PART.match(part):
+        if not _PART.fullmatch(part):
             raise InvalidScope(
                 f"scope {text!r} has an empty part, whitespace or a control character"
             )

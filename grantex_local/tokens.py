@@ -94,7 +94,7 @@ def issue(
 ) -> ExchangeTokenResponse:
     """Sign a token for ``grant`` and record it; the caller holds the write transaction."""
     now = ledger.now()
-    jti = new_id("token", int(now * 1000))
+    jti = new_id("token")
     exp = int(parse_iso(grant["expires_at"]))
     claims = build_claims(issuer=ledger.issuer, jti=jti, grant=grant, agent_did=agent_did,
                           iat=int(now), exp=exp, parent_agent_did=parent_agent_did)
@@ -174,7 +174,7 @@ def exchange(
             raise errors.InvalidCode("redirectUri does not match the authorization request")
         agent = agents.require_active(ledger, developer_id, agent_id)
         seconds = parse_expires_in(req["expires_in"], maximum=10 * 365 * 86400)
-        grant_id = new_id("grant", int(now * 1000))
+        grant_id = new_id("grant")
         cur = conn.execute(
             "UPDATE auth_requests SET status = 'exchanged', grant_id = ? "
             "WHERE id = ? AND status = 'approved'", (grant_id, req["id"]),
@@ -294,8 +294,9 @@ def refresh(ledger: Ledger, developer_id: str, *, refresh_token: str, agent_id: 
     reused_grant: str | None = None
     with ledger.write() as conn:
         row = conn.execute(
-            "SELECT t.jti, t.refresh_used_at, g.* FROM tokens t JOIN grants g ON g.id = t.grant_id "
-            "WHERE t.refresh_hash = ?", (hash_secret(refresh_token),)).fetchone()
+            "SELECT t.jti, t.refresh_used_at, t.revoked_at AS token_revoked_at, g.* "
+            "FROM tokens t JOIN grants g ON g.id = t.grant_id WHERE t.refresh_hash = ?",
+            (hash_secret(refresh_token),)).fetchone()
         if row is None or row["developer_id"] != developer_id or row["agent_id"] != agent_id:
             raise errors.InvalidRefreshToken("refresh token is unknown")
         if row["refresh_used_at"] is not None:
@@ -303,6 +304,8 @@ def refresh(ledger: Ledger, developer_id: str, *, refresh_token: str, agent_id: 
                 "SELECT jti FROM tokens WHERE grant_id = ? AND revoked_at IS NULL", (row["id"],))]
             revoke_tokens(conn, live, now_iso)
             reused_grant = row["id"]
+        elif row["token_revoked_at"] is not None:
+            raise errors.InvalidRefreshToken("cannot refresh: the token it belongs to was revoked")
         else:
             problem = _chain_problem(conn, row["id"], now_iso)
             if problem is not None:
