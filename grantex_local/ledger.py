@@ -337,8 +337,9 @@ class Ledger:
         from .keys import jwks
         from .verify import Verifier
 
-        if self._verifier is None:
-            self._verifier = Verifier(jwks(self, include_all=True), issuer=self.issuer, clock=self.clock)
+        issuer = self.issuer  # another process may have changed it
+        if self._verifier is None or self._verifier.issuer != issuer:
+            self._verifier = Verifier(jwks(self, include_all=True), issuer=issuer, clock=self.clock)
         return self._verifier
 
     def forget_keys(self) -> None:
