@@ -87,7 +87,7 @@ def register(
     clean_scopes = normalize_scopes(scopes, allow_empty=True)
     uris = validate_redirect_uris(redirect_uris)
     key = (keys.import_agent_public_jwk(public_jwk) if public_jwk is not None
-           else keys.generate_agent_key(ledger.passphrase))
+           else keys.generate_agent_key(ledger.passphrase_for_new_keys()))
     agent_id = new_id("agent")
     now = iso(ledger.now())
     with ledger.write() as conn:
@@ -220,7 +220,7 @@ def rotate_key(ledger: Ledger, developer_id: str | None, agent_id: str,
                public_jwk: dict[str, Any] | None = None) -> Agent:
     """Give the agent a new key pair; the DID stays the same."""
     key = (keys.import_agent_public_jwk(public_jwk) if public_jwk is not None
-           else keys.generate_agent_key(ledger.passphrase))
+           else keys.generate_agent_key(ledger.passphrase_for_new_keys()))
     now = iso(ledger.now())
     with ledger.write() as conn:
         row = _row(ledger, developer_id, agent_id)

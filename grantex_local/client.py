@@ -137,7 +137,7 @@ class TokensClient:
 
     def verify_offline(self, token: str, *, required_scopes: list[str] | None = None) -> VerifiedGrant:
         """Signature, claims and expiry only, with the ledger's own keys; raises TokenInvalid."""
-        return self._gx.ledger.verifier().verify(token, required_scopes)
+        return self._gx.ledger.verify_offline(token, required_scopes)
 
     def revoke(self, token_id: str) -> None:
         _tokens.revoke(self._gx.ledger, self._gx.developer_id, token_id)

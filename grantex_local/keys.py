@@ -96,8 +96,8 @@ def insert_signing_key(conn: sqlite3.Connection, key: NewKey, now: str) -> None:
 
 
 def rotate_signing_key(ledger: Ledger) -> dict[str, Any]:
-    """Add a new signing key and retire the current one; returns ``{kid, retiredKid}``."""
-    fresh = generate_signing_key(ledger.passphrase)
+    """Add a new signing key and retire the current one; returns ``{kid, retiredKids, rotatedAt}``."""
+    fresh = generate_signing_key(ledger.passphrase_for_new_keys())
     now = iso(ledger.now())
     with ledger.write() as conn:
         old = conn.execute(

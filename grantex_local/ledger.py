@@ -108,6 +108,7 @@ class Ledger:
             self.readonly = not (st.st_mode & stat.S_IWUSR) or not os.access(p, os.W_OK)
             if st.st_size == 0 and not self.readonly:
                 self.created = True
+                os.chmod(p, 0o600)  # keys are about to be written into it
         else:
             if not create:
                 raise errors.LedgerNotFound(
@@ -341,6 +342,33 @@ class Ledger:
         if self._verifier is None or self._verifier.issuer != issuer:
             self._verifier = Verifier(jwks(self, include_all=True), issuer=issuer, clock=self.clock)
         return self._verifier
+
+    def verify_offline(self, token: str, required_scopes: Any = None) -> Any:
+        """Offline verification with this ledger's keys; reloads once on an unknown kid
+        (another process may have rotated the key). Raises TokenInvalid."""
+        from .errors import TokenInvalid
+
+        try:
+            return self.verifier().verify(token, required_scopes)
+        except TokenInvalid as exc:
+            if exc.reason != "unknown_kid":
+                raise
+        self.forget_keys()
+        return self.verifier().verify(token, required_scopes)
+
+    def passphrase_for_new_keys(self) -> str | None:
+        """The passphrase new private keys are stored under.
+
+        When the ledger's keys are encrypted, a missing or wrong passphrase is
+        refused here, before anything is written, so a rotation can never
+        leave a key in the clear or under a passphrase the owner does not know.
+        """
+        row = self.query_one(
+            "SELECT encrypted FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1"
+        )
+        if row is not None and row["encrypted"]:
+            self.signing_key()  # raises PassphraseError when missing or wrong
+        return self.passphrase
 
     def forget_keys(self) -> None:
         """Drop cached keys (after a rotation, or when a kid is unknown)."""

@@ -170,6 +170,8 @@ def _string(value: Any, name: str) -> str:
 
 
 def _agree(standard: Any, legacy: Any, name: str) -> None:
+    if legacy is None:
+        raise _invalid(f"legacy alias of {name} is missing", "missing_claim")
     if standard != legacy or type(standard) is not type(legacy):
         raise _invalid(f"claim {name} disagrees with its legacy alias", "claims_disagree")
 
