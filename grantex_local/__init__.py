@@ -9,6 +9,7 @@ from __future__ import annotations
 from .client import Grantex
 from .errors import (
     AgentInactive,
+    ChainBroken,
     DelegationDepthExceeded,
     GrantexLocalError,
     GrantRevoked,
@@ -58,7 +59,7 @@ from .verify import Verifier, verify_grant_token
 __version__ = "0.1.0"
 
 __all__ = [
-    "Agent", "AgentInactive", "AuthorizationRequest", "AuthorizeParams", "ConsentDecision",
+    "Agent", "AgentInactive", "ChainBroken", "AuthorizationRequest", "AuthorizeParams", "ConsentDecision",
     "CreatePolicyParams", "DelegateParams", "DelegationDepthExceeded", "ExchangeTokenParams",
     "ExchangeTokenResponse", "Grant", "GrantRevoked", "Grantex", "GrantexLocalError",
     "InvalidCode", "InvalidExpiresIn", "InvalidInput", "InvalidRefreshToken", "InvalidScope",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from . import errors, keys
+from .audit.trail import record
 from .clock import iso
 from .ids import new_id
 from .models import Agent
@@ -101,6 +102,10 @@ def register(
              json.dumps(clean_scopes), json.dumps(uris), now, now, now),
         )
         keys.insert_agent_key(conn, agent_id, key, now)
+        record(ledger, conn, developer_id, "grantex.agent.registered", agent_id=agent_id,
+               agent_did="did:grantex:" + agent_id,
+               metadata={"name": clean_name, "scopes": clean_scopes, "keyThumbprint": key.kid,
+                         "ownKey": public_jwk is not None})
     return get(ledger, developer_id, agent_id)
 
 
@@ -190,6 +195,14 @@ def update(
             changes["updated_at"] = now
             assignments = ", ".join(f"{k} = ?" for k in changes)
             conn.execute(f"UPDATE agents SET {assignments} WHERE id = ?", [*changes.values(), agent_id])
+            edited = sorted(k for k in changes if k not in ("status", "status_changed_at", "updated_at"))
+            who = {"agent_id": agent_id, "agent_did": row["did"]}
+            if edited:
+                record(ledger, conn, row["developer_id"], "grantex.agent.updated", **who,
+                       metadata={"changed": edited})
+            if "status" in changes:
+                verb = "suspended" if status == "suspended" else "reactivated"
+                record(ledger, conn, row["developer_id"], f"grantex.agent.{verb}", **who)
     return get(ledger, developer_id, agent_id)
 
 
@@ -214,6 +227,8 @@ def delete(ledger: Ledger, developer_id: str | None, agent_id: str) -> None:
         )
         conn.execute("UPDATE agent_keys SET retired_at = ? WHERE agent_id = ? AND retired_at IS NULL",
                      (now, agent_id))
+        record(ledger, conn, row["developer_id"], "grantex.agent.deleted", agent_id=agent_id,
+               agent_did=row["did"])
 
 
 def rotate_key(ledger: Ledger, developer_id: str | None, agent_id: str,
@@ -233,6 +248,8 @@ def rotate_key(ledger: Ledger, developer_id: str | None, agent_id: str,
                      (now, agent_id))
         keys.insert_agent_key(conn, agent_id, key, now)
         conn.execute("UPDATE agents SET updated_at = ? WHERE id = ?", (now, agent_id))
+        record(ledger, conn, row["developer_id"], "grantex.agent.key_rotated", agent_id=agent_id,
+               agent_did=row["did"], metadata={"keyThumbprint": key.kid})
     return get(ledger, developer_id, agent_id)
 
 

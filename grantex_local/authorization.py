@@ -14,6 +14,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from . import agents, errors, policies
+from .audit.trail import Appender, record
 from .clock import iso, parse_expires_in
 from .developers import get_developer, hash_secret
 from .ids import new_id, new_secret
@@ -136,6 +137,15 @@ def authorize(
              policy.id if policy else None, hash_secret(code) if code else None,
              iso(now + CODE_TTL) if code else None),
         )
+        who = {"agent_id": agent.id, "agent_did": agent.did, "principal_id": principal}
+        trail = Appender(ledger, conn, developer_id)
+        trail.add(action="grantex.authorization.requested", **who,
+                  metadata={"authRequestId": request_id, "scopes": requested, "expiresIn": ttl})
+        if decided_by is not None:
+            trail.add(action=f"grantex.consent.{status}", **who,
+                      status="blocked" if status == "denied" else "success",
+                      metadata={"authRequestId": request_id, "decidedBy": decided_by})
+        trail.flush()
     if status == "denied" and policy is not None:
         raise errors.PolicyDenied(
             f"authorization denied by policy {policy.name!r} ({policy.id})", policy.id, request_id)
@@ -217,6 +227,12 @@ def _decide(ledger: Ledger, request_id: str, approve: bool, decided_by: str,
             ("approved" if approve else "denied", now_iso, decided_by,
              hash_secret(code) if code else None, iso(now + CODE_TTL) if code else None, request_id),
         )
+        record(ledger, conn, row["developer_id"],
+               "grantex.consent.approved" if approve else "grantex.consent.denied",
+               agent_id=row["agent_id"], agent_did="did:grantex:" + row["agent_id"],
+               principal_id=row["principal_id"],
+               metadata={"authRequestId": request_id, "decidedBy": decided_by,
+                         "scopes": json.loads(row["scopes"])})
     return ConsentDecision(request_id, "approved" if approve else "denied", code,
                            row["redirect_uri"], row["state"])
 

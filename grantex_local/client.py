@@ -18,12 +18,17 @@ from . import grants as _grants
 from . import keys as _keys
 from . import policies as _policies
 from . import tokens as _tokens
+from .audit import chain as _chain
+from .audit import checkpoints as _checkpoints
+from .audit import trail as _audit_log
+from .audit.chain import ChainReport
 from .clock import Clock
 from .developers import default_developer
 from .errors import InvalidInput
 from .ledger import Ledger
 from .models import (
     Agent,
+    AuditEntry,
     AuthorizationRequest,
     ConsentDecision,
     CreatePolicyParams,
@@ -227,6 +232,50 @@ class KeysClient:
         return _keys.list_signing_keys(self._gx.ledger)
 
 
+class AuditClient:
+    """The SDK's ``audit.log`` plus what makes the log trustworthy: verify, checkpoint, prove."""
+
+    def __init__(self, gx: Grantex) -> None:
+        self._gx = gx
+
+    def log(self, *, agent_id: str, grant_id: str, action: str, status: str = "success",
+            metadata: dict[str, Any] | None = None, agent_did: str | None = None,
+            principal_id: str | None = None) -> AuditEntry:
+        return _audit_log.log(self._gx.ledger, self._gx.developer_id, agent_id=agent_id,
+                              grant_id=grant_id, action=action, status=status, metadata=metadata,
+                              agent_did=agent_did, principal_id=principal_id)
+
+    def log_many(self, entries: list[dict[str, Any]]) -> list[AuditEntry]:
+        """Append many entries (dicts with the :meth:`log` keywords) in one transaction."""
+        return _audit_log.log_many(self._gx.ledger, self._gx.developer_id, entries)
+
+    def list(self, **filters: Any) -> list[AuditEntry]:
+        return _audit_log.list_entries(self._gx.ledger, self._gx.developer_id, **filters)
+
+    def get(self, entry_id: str) -> AuditEntry:
+        return _audit_log.get_entry(self._gx.ledger, self._gx.developer_id, entry_id)
+
+    def verify(self, *, checkpoint: str | None = None, public_key: str | None = None) -> ChainReport:
+        """Walk the chain (raises ChainBroken); with a checkpoint note, also check against it."""
+        parsed = None
+        if checkpoint is not None:
+            parsed = _checkpoints.verify_against(self._gx.ledger, self._gx.developer_id, checkpoint,
+                                                 public_key)
+        return _chain.verify_chain(self._gx.ledger, self._gx.developer_id, checkpoint=parsed)
+
+    def checkpoint(self) -> dict[str, Any]:
+        return _checkpoints.create(self._gx.ledger, self._gx.developer_id)
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        return _checkpoints.list_checkpoints(self._gx.ledger, self._gx.developer_id)
+
+    def prove(self, entry_id: str) -> dict[str, Any]:
+        return _checkpoints.prove(self._gx.ledger, entry_id, self._gx.developer_id)
+
+    def public_key(self) -> str:
+        return _checkpoints.verifier_key(self._gx.ledger)
+
+
 class Grantex:
     """A Grantex client whose "service" is a local ledger file.
 
@@ -254,6 +303,7 @@ class Grantex:
         self.grants = GrantsClient(self)
         self.policies = PoliciesClient(self)
         self.keys = KeysClient(self)
+        self.audit = AuditClient(self)
 
     def authorize(self, params: Any = None, **kwargs: Any) -> AuthorizationRequest:
         """``authorize(agent_id=..., user_id=..., scopes=[...])`` or an ``AuthorizeParams``."""

@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING
 
 from . import agents, errors, tokens
+from .audit.trail import record
 from .clock import iso, parse_expires_in, parse_iso
 from .ids import new_id
 from .models import ExchangeTokenResponse
@@ -66,5 +67,11 @@ def delegate(
             "expires_at": iso(expires),
         }
         tokens.insert_grant(conn, grant)
-        return tokens.issue(ledger, conn, grant, agent_did=sub_agent.did,
-                            parent_agent_did=parent["agent_did"])
+        issued = tokens.issue(ledger, conn, grant, agent_did=sub_agent.did,
+                              parent_agent_did=parent["agent_did"])
+        record(ledger, conn, developer_id, "grantex.grant.delegated", agent_id=sub_agent.id,
+               agent_did=sub_agent.did, grant_id=grant["id"], principal_id=grant["principal_id"],
+               metadata={"parentGrantId": parent["id"], "parentAgentDid": parent["agent_did"],
+                         "delegationDepth": depth, "scopes": requested,
+                         "expiresAt": grant["expires_at"], "tokenId": issued.token_id})
+        return issued

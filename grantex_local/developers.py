@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import errors
+from .audit.trail import record
 from .clock import iso
 from .ids import new_id, new_secret
 
@@ -43,6 +44,10 @@ class ApiKey:
     key: str  # the secret; exists only in the object returned at creation
     prefix: str
     created_at: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.id, "developerId": self.developer_id, "key": self.key,
+                "prefix": self.prefix, "createdAt": self.created_at}
 
 
 def _from_row(row: sqlite3.Row) -> Developer:
@@ -91,6 +96,8 @@ def create_developer(ledger: Ledger, name: str, *, sandbox: bool = False) -> Dev
             "INSERT INTO developers (id, name, sandbox, is_default, created_at) VALUES (?, ?, ?, 0, ?)",
             (dev_id, name.strip(), int(sandbox), now),
         )
+        record(ledger, conn, dev_id, "grantex.developer.created",
+               metadata={"name": name.strip(), "sandbox": sandbox})
     return get_developer(ledger, dev_id)
 
 
@@ -99,6 +106,7 @@ def set_sandbox(ledger: Ledger, developer_id: str, sandbox: bool) -> Developer:
         cur = conn.execute("UPDATE developers SET sandbox = ? WHERE id = ?", (int(sandbox), developer_id))
         if cur.rowcount == 0:
             raise errors.NotFound(f"developer {developer_id} not found")
+        record(ledger, conn, developer_id, "grantex.developer.updated", metadata={"sandbox": sandbox})
     return get_developer(ledger, developer_id)
 
 
@@ -114,6 +122,8 @@ def create_api_key(ledger: Ledger, developer_id: str, name: str = "") -> ApiKey:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (key_id, developer_id, name, hash_secret(secret), secret[:8], now),
         )
+        record(ledger, conn, developer_id, "grantex.api_key.created",
+               metadata={"keyId": key_id, "name": name})
     return ApiKey(key_id, developer_id, secret, secret[:8], now)
 
 

@@ -156,3 +156,23 @@ class TokenExpired(TokenInvalid):
 
 class GrantRevoked(TokenInvalid):
     code = "GRANT_REVOKED"
+
+
+# ── the audit trail ──────────────────────────────────────────────────────────
+
+
+class ChainBroken(GrantexLocalError):
+    """The audit chain (or a checkpoint, proof or export) does not verify.
+
+    ``seq`` is the first entry where the break shows; ``reason`` one of
+    ``content_changed``, ``link_broken``, ``seq_gap``, ``order_changed``,
+    ``inserted``, ``timestamp_backwards``, ``tail_deleted``, ``rewritten``.
+    """
+
+    code = "CHAIN_BROKEN"
+    status = 409
+
+    def __init__(self, seq: int, reason: str, message: str) -> None:
+        super().__init__(f"audit chain broken at seq {seq} ({reason}): {message}")
+        self.seq = seq
+        self.reason = reason

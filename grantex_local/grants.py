@@ -120,8 +120,8 @@ def subtree_ids(conn: sqlite3.Connection, root_ids: list[str]) -> list[str]:
     return [r[0] for r in rows]
 
 
-def revoke_subtrees(conn: sqlite3.Connection, root_ids: list[str], revoked_at: str) -> list[str]:
-    """Revoke the grants ``root_ids`` and all their descendants; returns the ids revoked now.
+def revoke_subtrees(conn: sqlite3.Connection, root_ids: list[str], revoked_at: str) -> list[sqlite3.Row]:
+    """Revoke the grants ``root_ids`` and all their descendants; returns the rows revoked now.
 
     The caller holds the write transaction. Grants already revoked keep their
     earlier ``revoked_at``.
@@ -129,14 +129,38 @@ def revoke_subtrees(conn: sqlite3.Connection, root_ids: list[str], revoked_at: s
     if not root_ids:
         return []
     marks = ",".join("?" * len(root_ids))
-    rows = conn.execute(
+    return conn.execute(
         "WITH RECURSIVE tree(id) AS ("
         f" SELECT id FROM grants WHERE id IN ({marks})"
         " UNION SELECT g.id FROM grants g JOIN tree t ON g.parent_grant_id = t.id"
-        ") UPDATE grants SET revoked_at = ? WHERE id IN tree AND revoked_at IS NULL RETURNING id",
+        ") UPDATE grants SET revoked_at = ? WHERE id IN tree AND revoked_at IS NULL "
+        "RETURNING id, developer_id, agent_id, principal_id, parent_grant_id, delegation_depth",
         [*root_ids, revoked_at],
     ).fetchall()
-    return [r[0] for r in rows]
+
+
+def revoke_and_record(ledger: Ledger, conn: sqlite3.Connection, root_ids: list[str], revoked_at: str,
+                      *, cause: str) -> list[str]:
+    """Revoke subtrees and write one ``grantex.grant.revoked`` entry per grant revoked,
+    in the caller's transaction."""
+    from .audit.trail import Appender
+
+    rows = revoke_subtrees(conn, root_ids, revoked_at)
+    by_developer: dict[str, list[sqlite3.Row]] = {}
+    for r in rows:
+        by_developer.setdefault(r["developer_id"], []).append(r)
+    roots = set(root_ids)
+    for developer_id, revoked in by_developer.items():
+        trail = Appender(ledger, conn, developer_id)
+        for r in sorted(revoked, key=lambda r: (r["delegation_depth"], r["id"])):
+            trail.add(action="grantex.grant.revoked", agent_id=r["agent_id"],
+                      agent_did="did:grantex:" + r["agent_id"], grant_id=r["id"],
+                      principal_id=r["principal_id"], timestamp=revoked_at,
+                      metadata={"revokedAt": revoked_at, "cause": cause if r["id"] in roots else
+                                "ancestor_revoked", "revokedWith": len(rows),
+                                "parentGrantId": r["parent_grant_id"]})
+        trail.flush()
+    return [r["id"] for r in rows]
 
 
 def revoke(ledger: Ledger, developer_id: str | None, grant_id: str) -> RevokeResult:
@@ -151,7 +175,7 @@ def revoke(ledger: Ledger, developer_id: str | None, grant_id: str) -> RevokeRes
             raise errors.NotFound(f"grant {grant_id} not found")
         if row["revoked_at"] is not None:
             raise errors.NotFound(f"grant {grant_id} not found among active grants (already revoked)")
-        revoked = revoke_subtrees(conn, [grant_id], now)
+        revoked = revoke_and_record(ledger, conn, [grant_id], now, cause="revoked")
     return RevokeResult(grant_id, now, tuple(revoked))
 
 
@@ -167,10 +191,12 @@ def blast_radius(ledger: Ledger, grant_id: str) -> dict[str, Any]:
             f"SELECT g.id, g.agent_id, a.name FROM grants g JOIN agents a ON a.id = g.agent_id "
             f"WHERE g.id IN ({marks}) AND g.revoked_at IS NULL", ids,
         ).fetchall()
+        alive = [r["id"] for r in active]
+        live_marks = ",".join("?" * len(alive))
         live_tokens = conn.execute(
-            f"SELECT count(*) FROM tokens WHERE grant_id IN ({marks}) AND revoked_at IS NULL "
-            "AND expires_at > ?", [*ids, now],
-        ).fetchone()[0]
+            f"SELECT count(*) FROM tokens WHERE grant_id IN ({live_marks}) AND revoked_at IS NULL "
+            "AND expires_at > ?", [*alive, now],
+        ).fetchone()[0] if alive else 0
     return {
         "grantId": grant_id,
         "grantIds": [r["id"] for r in active],

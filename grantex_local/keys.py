@@ -105,6 +105,11 @@ def rotate_signing_key(ledger: Ledger) -> dict[str, Any]:
         ).fetchall()
         conn.execute("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL", (now,))
         insert_signing_key(conn, fresh, now)
+        from .audit.trail import record
+        from .developers import default_developer
+
+        record(ledger, conn, default_developer(ledger).id, "grantex.key.rotated",
+               metadata={"kid": fresh.kid, "retiredKids": [r["kid"] for r in old]})
     ledger.forget_keys()
     return {"kid": fresh.kid, "retiredKids": [r["kid"] for r in old], "rotatedAt": now}
 

@@ -90,23 +90,33 @@ class Ledger:
         self._verifier: Any = None
         self.readonly = False
         self.created = False
+        if issuer is not None:
+            validate_issuer(issuer)  # before a file is made
         self.conn = self._connect(create)
         try:
             self._prepare(issuer)
         except BaseException:
             self.conn.close()
+            if self._made_file:
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(OSError):
+                        os.remove(self.path + suffix)
             raise
 
     # ── opening ──────────────────────────────────────────────────────────
 
     def _connect(self, create: bool) -> sqlite3.Connection:
         p = Path(self.path)
+        self._made_file = False
         if p.exists():
             if not p.is_file():
                 raise errors.NotALedger(f"{self.path} is not a file")
             st = p.stat()
             self.readonly = not (st.st_mode & stat.S_IWUSR) or not os.access(p, os.W_OK)
-            if st.st_size == 0 and not self.readonly:
+            if st.st_size == 0:
+                if not create or self.readonly:
+                    raise errors.NotALedger(
+                        f"{self.path} is an empty file, not a ledger; create one with 'grantex-local init'")
                 self.created = True
                 os.chmod(p, 0o600)  # keys are about to be written into it
         else:
@@ -125,6 +135,7 @@ class Ledger:
             else:
                 os.close(fd)
                 self.created = True
+                self._made_file = True
             os.chmod(p, 0o600)
         uri = p.resolve().as_uri() + ("?mode=ro" if self.readonly else "")
         try:
@@ -278,7 +289,12 @@ class Ledger:
 
     def setting(self, key: str) -> str:
         row = self.query_one("SELECT value FROM settings WHERE key = ?", (key,))
-        return row["value"] if row is not None else SETTINGS_DEFAULTS[key]
+        if row is not None:
+            return str(row["value"])
+        if key not in SETTINGS_DEFAULTS:
+            raise errors.InvalidInput(
+                f"unknown setting {key!r}; known: {', '.join(sorted(self.settings()))}")
+        return SETTINGS_DEFAULTS[key]
 
     def set_setting(self, key: str, value: str) -> str:
         """Validate and store one setting; returns the stored text."""
@@ -294,12 +310,17 @@ class Ledger:
             raise errors.InvalidInput(
                 f"unknown setting {key!r}; known: issuer, max_delegation_depth, max_expires_in"
             )
+        from .audit.trail import record
+        from .developers import default_developer
+
         with self.write() as conn:
             conn.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+            record(self, conn, default_developer(self).id, "grantex.settings.changed",
+                   metadata={"key": key, "value": value})
         self._verifier = None
         return value
 

@@ -108,6 +108,61 @@ def m001_core(db: object) -> None:
     )
 
 
+@migration
+def m002_audit(db: object) -> None:
+    """The hash-chained audit log, its Merkle nodes, checkpoints and the checkpoint key.
+
+    An entry is stored as the exact bytes that were hashed (``preimage``) and
+    every queryable field is a generated column read out of those bytes, so
+    the fields can never drift from what the hash covers.
+    """
+    from sqlite_utils import Database
+
+    assert isinstance(db, Database)
+    fields = {"id": "id", "developer_id": "developerId", "agent_id": "agentId",
+              "agent_did": "agentDid", "grant_id": "grantId", "principal_id": "principalId",
+              "action": "action", "status": "status", "timestamp": "timestamp",
+              "prev_hash": "prevHash"}
+    generated = ",\n".join(
+        f"  {column} TEXT GENERATED ALWAYS AS (json_extract(preimage, '$.{key}')) VIRTUAL"
+        for column, key in fields.items()
+    )
+    db.execute(
+        "CREATE TABLE audit_entries (\n  seq INTEGER NOT NULL,\n  preimage TEXT NOT NULL,\n"
+        f"  hash TEXT NOT NULL,\n{generated}\n)"
+    )
+    db["audit_entries"].create_index(["developer_id", "seq"], unique=True)
+    db["audit_entries"].create_index(["id"], unique=True)
+    db["audit_entries"].create_index(["developer_id", "agent_id", "seq"])
+    db["audit_entries"].create_index(["grant_id", "seq"])
+    db["audit_entries"].create_index(["developer_id", "action", "seq"])
+    db["audit_entries"].create_index(["developer_id", "timestamp"])
+    db.execute(
+        "CREATE TABLE audit_merkle (developer_id TEXT NOT NULL, level INTEGER NOT NULL, "
+        "idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (developer_id, level, idx)) WITHOUT ROWID"
+    )
+    db["audit_checkpoints"].create(
+        {"id": str, "developer_id": str, "size": int, "root_hash": str, "head_entry_id": str,
+         "head_hash": str, "head_timestamp": str, "timestamp": str, "note": str},
+        pk="id", not_null={"developer_id", "size", "root_hash", "timestamp", "note"},
+    )
+    db["audit_checkpoints"].create_index(["developer_id", "size"])
+    db["checkpoint_keys"].create(
+        {"name": str, "public_key": bytes, "private_pem": bytes, "encrypted": int, "created_at": str},
+        pk="name", not_null={"public_key", "private_pem", "encrypted", "created_at"},
+    )
+    import secrets
+
+    db.execute("INSERT OR IGNORE INTO settings (key, value) VALUES ('ledger_id', ?)",
+               ["lg_" + secrets.token_hex(8)])
+    for table in ("audit_entries", "audit_merkle", "audit_checkpoints"):
+        for verb in ("UPDATE", "DELETE"):
+            db.execute(
+                f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+                f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+            )
+
+
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

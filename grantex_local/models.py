@@ -355,3 +355,37 @@ class ListPoliciesResponse:
 
     def to_dict(self) -> dict[str, Any]:
         return {"policies": [p.to_dict() for p in self.policies], "total": self.total}
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry of the hash chain; ``flags`` mark actions taken under a dead grant."""
+
+    entry_id: str
+    seq: int
+    agent_id: str | None
+    agent_did: str | None
+    grant_id: str | None
+    principal_id: str | None
+    developer_id: str
+    action: str
+    metadata: dict[str, Any]
+    status: str
+    timestamp: str
+    hash: str
+    prev_hash: str | None
+    flags: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return self.entry_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entryId": self.entry_id, "id": self.entry_id, "seq": self.seq,
+            "agentId": self.agent_id, "agentDid": self.agent_did, "grantId": self.grant_id,
+            "principalId": self.principal_id, "developerId": self.developer_id,
+            "action": self.action, "metadata": self.metadata, "status": self.status,
+            "timestamp": self.timestamp, "hash": self.hash, "prevHash": self.prev_hash,
+            "flags": list(self.flags),
+        }

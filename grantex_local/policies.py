@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import errors
+from .audit.trail import record
 from .clock import iso
 from .ids import new_id
 from .models import CreatePolicyParams, Policy, UpdatePolicyParams
@@ -130,6 +131,10 @@ def create(ledger: Ledger, developer_id: str, params: CreatePolicyParams) -> Pol
              json.dumps(scopes) if scopes is not None else None,
              json.dumps(window) if window is not None else None, now, now),
         )
+        record(ledger, conn, developer_id, "grantex.policy.created",
+               metadata={"policyId": policy_id, "name": params.name.strip(), "effect": effect,
+                         "priority": priority, "agentId": agent_id, "principalId": principal_id,
+                         "scopes": scopes, "timeWindow": window})
     return get(ledger, developer_id, policy_id)
 
 
@@ -173,6 +178,9 @@ def update(ledger: Ledger, developer_id: str, policy_id: str, params: UpdatePoli
             changes["updated_at"] = iso(ledger.now())
             assignments = ", ".join(f"{k} = ?" for k in changes)
             conn.execute(f"UPDATE policies SET {assignments} WHERE id = ?", [*changes.values(), policy_id])
+            record(ledger, conn, developer_id, "grantex.policy.updated",
+                   metadata={"policyId": policy_id,
+                             "changed": sorted(k for k in changes if k != "updated_at")})
     return get(ledger, developer_id, policy_id)
 
 
@@ -182,6 +190,7 @@ def delete(ledger: Ledger, developer_id: str, policy_id: str) -> None:
                            (policy_id, developer_id))
         if cur.rowcount == 0:
             raise errors.NotFound(f"policy {policy_id} not found")
+        record(ledger, conn, developer_id, "grantex.policy.deleted", metadata={"policyId": policy_id})
 
 
 def _in_window(window: dict[str, Any], now: float) -> bool:

@@ -21,6 +21,7 @@ import jwt
 from ulid import ULID
 
 from . import agents, errors, grants
+from .audit.trail import record
 from .clock import iso, parse_expires_in, parse_iso
 from .developers import hash_secret
 from .ids import new_id
@@ -189,7 +190,12 @@ def exchange(
             "expires_at": iso(int(now) + seconds),
         }
         insert_grant(conn, grant)
-        return issue(ledger, conn, grant, agent_did=agent.did)
+        issued = issue(ledger, conn, grant, agent_did=agent.did)
+        record(ledger, conn, developer_id, "grantex.grant.issued", agent_id=agent_id,
+               agent_did=agent.did, grant_id=grant_id, principal_id=grant["principal_id"],
+               metadata={"authRequestId": req["id"], "scopes": grant["scopes"],
+                         "expiresAt": grant["expires_at"], "tokenId": issued.token_id})
+        return issued
 
 
 def _chain_problem(conn: sqlite3.Connection, grant_id: str, now_iso: str) -> str | None:
@@ -216,10 +222,11 @@ def _chain_problem(conn: sqlite3.Connection, grant_id: str, now_iso: str) -> str
     return None
 
 
-def verify_online(ledger: Ledger, token: str, developer_id: str | None = None) -> VerifyTokenResponse:
+def verify_online(ledger: Ledger, token: str, developer_id: str | None = None,
+                  required_scopes: list[str] | None = None) -> VerifyTokenResponse:
     """Offline checks plus revocation, ancestors and agent status; never raises for a bad token."""
     try:
-        claims = ledger.verify_offline(token)
+        claims = ledger.verify_offline(token, required_scopes)
     except errors.TokenInvalid as exc:
         return VerifyTokenResponse(valid=False, reason=exc.reason)
     now_iso = iso(ledger.now())
@@ -245,16 +252,25 @@ def verify_online(ledger: Ledger, token: str, developer_id: str | None = None) -
     )
 
 
-def revoke_tokens(conn: sqlite3.Connection, jtis: list[str], now_iso: str) -> list[str]:
-    """Revoke tokens and every grant delegated from them; returns the grant ids revoked."""
+def revoke_tokens(ledger: Ledger, conn: sqlite3.Connection, jtis: list[str], now_iso: str,
+                  cause: str) -> list[str]:
+    """Revoke tokens and every grant delegated from them, with their audit events;
+    returns the grant ids revoked."""
     if not jtis:
         return []
     marks = ",".join("?" * len(jtis))
-    conn.execute(f"UPDATE tokens SET revoked_at = ? WHERE jti IN ({marks}) AND revoked_at IS NULL",
-                 [now_iso, *jtis])
+    revoked = conn.execute(
+        f"UPDATE tokens SET revoked_at = ? WHERE jti IN ({marks}) AND revoked_at IS NULL "
+        "RETURNING jti, grant_id", [now_iso, *jtis]).fetchall()
+    for jti, grant_id in revoked:
+        g = conn.execute("SELECT developer_id, agent_id, principal_id FROM grants WHERE id = ?",
+                         (grant_id,)).fetchone()
+        record(ledger, conn, g["developer_id"], "grantex.token.revoked", agent_id=g["agent_id"],
+               agent_did="did:grantex:" + g["agent_id"], grant_id=grant_id,
+               principal_id=g["principal_id"], metadata={"tokenId": jti, "cause": cause})
     children = [r[0] for r in conn.execute(
         f"SELECT id FROM grants WHERE parent_token_id IN ({marks}) AND revoked_at IS NULL", jtis)]
-    return grants.revoke_subtrees(conn, children, now_iso)
+    return grants.revoke_and_record(ledger, conn, children, now_iso, cause="parent_token_revoked")
 
 
 def revoke(ledger: Ledger, developer_id: str | None, jti: str) -> list[str]:
@@ -270,7 +286,7 @@ def revoke(ledger: Ledger, developer_id: str | None, jti: str) -> list[str]:
             raise errors.NotFound(f"token {jti} not found")
         if row["revoked_at"] is not None:
             raise errors.NotFound(f"token {jti} not found among live tokens (already revoked)")
-        return revoke_tokens(conn, [jti], now_iso)
+        return revoke_tokens(ledger, conn, [jti], now_iso, "revoked")
 
 
 def refresh(ledger: Ledger, developer_id: str, *, refresh_token: str, agent_id: str) -> ExchangeTokenResponse:
@@ -296,7 +312,11 @@ def refresh(ledger: Ledger, developer_id: str, *, refresh_token: str, agent_id: 
         if row["refresh_used_at"] is not None:
             live = [r[0] for r in conn.execute(
                 "SELECT jti FROM tokens WHERE grant_id = ? AND revoked_at IS NULL", (row["id"],))]
-            revoke_tokens(conn, live, now_iso)
+            record(ledger, conn, developer_id, "grantex.token.reuse_detected", status="blocked",
+                   agent_id=agent_id, agent_did="did:grantex:" + agent_id, grant_id=row["id"],
+                   principal_id=row["principal_id"],
+                   metadata={"tokenId": row["jti"], "revokedTokens": len(live)})
+            revoke_tokens(ledger, conn, live, now_iso, "refresh_token_reuse")
             reused_grant = row["id"]
         elif row["token_revoked_at"] is not None:
             raise errors.InvalidRefreshToken("cannot refresh: the token it belongs to was revoked")
@@ -317,7 +337,11 @@ def refresh(ledger: Ledger, developer_id: str, *, refresh_token: str, agent_id: 
                     "SELECT a.did FROM grants g JOIN agents a ON a.id = g.agent_id WHERE g.id = ?",
                     (row["parent_grant_id"],)).fetchone()[0]
             agent_did = conn.execute("SELECT did FROM agents WHERE id = ?", (agent_id,)).fetchone()[0]
-            return issue(ledger, conn, grant, agent_did=agent_did, parent_agent_did=parent_did)
+            issued = issue(ledger, conn, grant, agent_did=agent_did, parent_agent_did=parent_did)
+            record(ledger, conn, developer_id, "grantex.grant.refreshed", agent_id=agent_id,
+                   agent_did=agent_did, grant_id=row["id"], principal_id=row["principal_id"],
+                   metadata={"tokenId": issued.token_id, "replacesTokenId": row["jti"]})
+            return issued
     raise errors.RefreshTokenReused(
         f"refresh token was already used: every live token of grant {reused_grant} has been revoked"
     )

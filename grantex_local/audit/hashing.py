@@ -1,0 +1,122 @@
+"""The audit-entry hash of PROTOCOL §10, byte for byte as the reference computes it.
+
+The reference hashes a JavaScript ``JSON.stringify`` of the entry fields in a
+fixed order, with the metadata in canonical form (keys sorted by UTF-16 code
+units, numbers written as JavaScript writes a double). Python's ``json``
+differs in both places (``10.0`` vs ``10``, ``1e-07`` vs ``1e-7``, code-point
+key order), so the text is built here explicitly and checked against the
+shared vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import InvalidInput
+
+FIELD_ORDER = ("id", "agentId", "agentDid", "grantId", "principalId", "developerId", "action",
+               "metadata", "timestamp", "prevHash", "status")
+_MAX_DEPTH = 64
+
+
+def js_string(value: str) -> str:
+    """``JSON.stringify`` of a string: escapes as JavaScript does, non-ASCII kept raw."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: JavaScript writes them as \\udxxx
+        text = "".join(f"\\u{ord(c):04x}" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    return text
+
+
+def js_number(value: int | float) -> str:
+    """A number as JavaScript's ``Number.prototype.toString`` writes the double."""
+    if isinstance(value, bool):
+        raise InvalidInput("booleans are not numbers")
+    if isinstance(value, int):
+        if abs(value) < 2**53:
+            return str(value)
+        value = float(value)  # JavaScript only has doubles
+    if not math.isfinite(value):
+        raise InvalidInput("metadata numbers must be finite (no NaN or Infinity)")
+    if value == 0:
+        return "0"
+    sign = "-" if value < 0 else ""
+    mantissa, _, exp_text = repr(abs(value)).partition("e")
+    int_part, _, frac = mantissa.partition(".")
+    all_digits = int_part + frac
+    point = len(int_part) + (int(exp_text) if exp_text else 0)
+    leading = len(all_digits) - len(all_digits.lstrip("0"))
+    digits = all_digits.strip("0")
+    n = point - leading  # value = 0.<digits> * 10**n
+    k = len(digits)
+    if k <= n <= 21:
+        body = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        body = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        body = "0." + "0" * (-n) + digits
+    else:
+        e = n - 1
+        exponent = f"e{'+' if e >= 0 else '-'}{abs(e)}"
+        body = (digits if k == 1 else digits[0] + "." + digits[1:]) + exponent
+    return sign + body
+
+
+def canonical_json(value: Any, _depth: int = 0) -> str:
+    """Canonical JSON: sorted keys (UTF-16 order), no whitespace, JavaScript scalars."""
+    if _depth > _MAX_DEPTH:
+        raise InvalidInput(f"metadata is nested deeper than {_MAX_DEPTH} levels")
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return js_string(value)
+    if isinstance(value, int | float):
+        return js_number(value)
+    if isinstance(value, Mapping):
+        items = []
+        for key in sorted(value, key=_utf16_key):
+            if not isinstance(key, str):
+                raise InvalidInput("metadata object keys must be strings")
+            items.append(f"{js_string(key)}:{canonical_json(value[key], _depth + 1)}")
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(canonical_json(v, _depth + 1) for v in value) + "]"
+    raise InvalidInput(f"metadata holds a value JSON cannot carry ({type(value).__name__})")
+
+
+def _utf16_key(key: object) -> bytes:
+    if not isinstance(key, str):
+        raise InvalidInput("metadata object keys must be strings")
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def preimage_text(fields: Mapping[str, Any], metadata: Any) -> str:
+    """The exact text whose UTF-8 bytes are hashed for one entry."""
+    parts = []
+    for name in FIELD_ORDER:
+        if name == "metadata":
+            parts.append(f'"metadata":{canonical_json(metadata)}')
+            continue
+        value = fields[name]
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput(f"audit field {name} must be a string")
+        parts.append(f"{js_string(name)}:{'null' if value is None else js_string(value)}")
+    return "{" + ",".join(parts) + "}"
+
+
+def preimage(fields: Mapping[str, Any], metadata: Any) -> bytes:
+    """The exact bytes that are hashed for one entry."""
+    return preimage_text(fields, metadata).encode("utf-8")
+
+
+def entry_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

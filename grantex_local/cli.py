@@ -1,0 +1,1067 @@
+"""The ``grantex-local`` command line: thin click commands over the library.
+
+Every command that reads or writes a ledger goes through :func:`with_ledger`,
+which opens the file with ``create=False`` (a typo'd path must fail, not
+quietly make a new ledger), and every :class:`~grantex_local.errors.GrantexLocalError`
+is turned into one ``error: ...`` line and an exit code in
+:meth:`GrantexGroup.invoke`, so no command handles errors itself. Exit codes:
+0 success, 1 a check that failed (an invalid token), 2 bad usage or input.
+
+Commands act on the whole file, as the local administrator: lookups take
+``developer_id=None`` (any developer), and flows that need a developer use the
+one that owns the agent involved; only creating things defaults to the
+ledger's default developer (``--developer`` picks another).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import (
+    __version__,
+    agents,
+    authorization,
+    delegation,
+    developers,
+    errors,
+    grants,
+    keys,
+    policies,
+    tokens,
+)
+from .clock import format_duration
+from .ledger import Ledger, default_path
+from .models import (
+    Agent,
+    AuthorizationRequest,
+    ConsentDecision,
+    CreatePolicyParams,
+    ExchangeTokenResponse,
+    Grant,
+    Policy,
+    UpdatePolicyParams,
+)
+
+EXIT_CHECK_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+_LEDGER_KEY = "grantex_local.ledger_path"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# ── the error boundary ──────────────────────────────────────────────────────
+
+
+class CliError(click.ClickException):
+    """An error shown as one ``error: ...`` line on stderr, never a traceback."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(" ".join(message.split()))
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+class GrantexGroup(click.Group):
+    """A group that maps the library's errors to exit codes in one place."""
+
+    group_class = type  # subgroups are GrantexGroups too
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except errors.TokenInvalid as exc:
+            raise CliError(exc.message, EXIT_CHECK_FAILED) from None
+        except errors.GrantexLocalError as exc:
+            raise CliError(exc.message, EXIT_BAD_INPUT) from None
+
+
+# ── the ledger path and opening it ───────────────────────────────────────────
+
+
+def _remember_ledger(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    # ctx.meta is shared by the whole command chain, and the leaf is parsed
+    # after the group, so a leaf --ledger overrides a group --ledger.
+    if value is not None:
+        ctx.meta[_LEDGER_KEY] = value
+
+
+def ledger_option(fn: F) -> F:
+    """``--ledger PATH``, accepted both on the group and on every command."""
+    return click.option(
+        "--ledger", "ledger_path", metavar="PATH", default=None, expose_value=False,
+        callback=_remember_ledger,
+        help="Ledger file (default: $GRANTEX_LEDGER, else ./grantex.db).",
+    )(fn)
+
+
+def ledger_path() -> str:
+    """The ledger path the user chose: leaf option, group option, env, default."""
+    return click.get_current_context().meta.get(_LEDGER_KEY) or default_path()
+
+
+def with_ledger(fn: F) -> F:
+    """Run a command with the existing ledger open as its first argument."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with Ledger(ledger_path(), create=False) as ledger:
+            return fn(ledger, *args, **kwargs)
+
+    return ledger_option(run)  # type: ignore[return-value]
+
+
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print JSON (the library's camelCase shapes) instead of text.")(fn)
+
+
+def yes_option(fn: F) -> F:
+    return click.option("--yes", "-y", is_flag=True, help="Do it without asking for confirmation.")(fn)
+
+
+def developer_option(fn: F) -> F:
+    return click.option("--developer", "developer_id", metavar="DEV_ID", default=None,
+                        help="Developer to act as (default: the ledger's default developer).")(fn)
+
+
+def _developer(ledger: Ledger, developer_id: str | None) -> str:
+    return developer_id or developers.default_developer(ledger).id
+
+
+def _developer_of_agent(ledger: Ledger, agent_id: str) -> str:
+    """Flows run as the developer that owns the agent, whoever that is in this file."""
+    return agents.get(ledger, None, agent_id).developer_id
+
+
+def _read_arg(value: str, what: str) -> str:
+    """The value itself, or stdin for ``-`` (keeps bearer secrets out of shell history)."""
+    text = sys.stdin.read().strip() if value == "-" else value.strip()
+    if not text:
+        raise CliError(f"no {what} given")
+    return text
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def confirm(action: str, yes: bool) -> None:
+    """Ask before a destructive change; without a terminal to ask on, refuse rather than guess."""
+    if yes:
+        return
+    if not _interactive():
+        raise CliError(f"will not {action} without confirmation (stdin is not a terminal); pass --yes")
+    if not click.confirm(f"Really {action}?", default=False):
+        raise CliError("cancelled; nothing was changed", EXIT_CHECK_FAILED)
+
+
+# ── output ───────────────────────────────────────────────────────────────────
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return " ".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+def echo_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def echo_table(headers: Sequence[str], rows: Iterable[Sequence[object]], empty: str) -> None:
+    """Columns padded to their widest cell: readable in a terminal, greppable in a script."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    if not cells:
+        click.echo(empty)
+        return
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    for line in [list(headers), *cells]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+def echo_fields(pairs: Iterable[tuple[str, object]]) -> None:
+    items = list(pairs)
+    width = max(len(k) for k, _ in items)
+    for key, value in items:
+        click.echo(f"{key.ljust(width)}  {_cell(value)}")
+
+
+def emit(as_json: bool, data: object, human: Callable[[], None]) -> None:
+    if as_json:
+        echo_json(data)
+    else:
+        human()
+
+
+def _agent_fields(agent: Agent) -> list[tuple[str, object]]:
+    return [("id", agent.id), ("did", agent.did), ("name", agent.name),
+            ("description", agent.description or None), ("status", agent.status),
+            ("developer", agent.developer_id), ("scopes", agent.scopes),
+            ("redirect uris", agent.redirect_uris), ("key", agent.key_thumbprint),
+            ("created", agent.created_at), ("updated", agent.updated_at)]
+
+
+def _grant_fields(grant: Grant) -> list[tuple[str, object]]:
+    return [("id", grant.id), ("status", grant.status), ("agent", f"{grant.agent_id} ({grant.agent_did})"),
+            ("principal", grant.principal_id), ("developer", grant.developer_id),
+            ("scopes", grant.scopes), ("depth", grant.delegation_depth),
+            ("parent", grant.parent_grant_id), ("audience", grant.audience),
+            ("issued", grant.issued_at), ("expires", grant.expires_at), ("revoked", grant.revoked_at)]
+
+
+def _request_fields(request: AuthorizationRequest) -> list[tuple[str, object]]:
+    how = None
+    if request.policy_enforced:
+        how = f"approved by policy {request.policy_id}"
+    elif request.sandbox:
+        how = "approved at once (sandbox developer)"
+    return [("request", request.request_id), ("status", request.status), ("decided", how),
+            ("agent", request.agent_id), ("principal", request.principal_id),
+            ("developer", request.developer_id), ("scopes", request.scopes),
+            ("grant lifetime", request.expires_in), ("request expires", request.expires_at),
+            ("consent url", request.consent_url), ("redirect uri", request.redirect_uri),
+            ("state", request.state), ("audience", request.audience), ("code", request.code)]
+
+
+def _token_fields(issued: ExchangeTokenResponse) -> list[tuple[str, object]]:
+    return [("grant", issued.grant_id), ("token id", issued.token_id), ("scopes", issued.scopes),
+            ("expires", issued.expires_at), ("grant token", issued.grant_token),
+            ("refresh token", issued.refresh_token)]
+
+
+def _echo_issued(issued: ExchangeTokenResponse, as_json: bool) -> None:
+    def human() -> None:
+        echo_fields(_token_fields(issued))
+        click.echo("(the ledger keeps only a hash of the refresh token: store it now)", err=True)
+
+    emit(as_json, issued.to_dict(), human)
+
+
+def _format_window(window: dict[str, Any] | None) -> str | None:
+    if not window:
+        return None
+    text = (f"{window['startHour']:02d}:{window.get('startMinute', 0):02d}-"
+            f"{window['endHour']:02d}:{window.get('endMinute', 0):02d} {window.get('tz', 'UTC')}")
+    if window.get("days"):
+        text += " days " + ",".join(str(d) for d in window["days"])
+    return text
+
+
+def _policy_conditions(policy: Policy) -> list[object]:
+    """Agent, principal, scopes and time window, with "any" where the rule does not look."""
+    return [policy.agent_id or "any", policy.principal_id or "any",
+            policy.scopes if policy.scopes is not None else "any",
+            _format_window(policy.time_window) or "any time"]
+
+
+def _policy_fields(policy: Policy) -> list[tuple[str, object]]:
+    conditions = zip(("agent", "principal", "scopes", "time window"), _policy_conditions(policy),
+                     strict=True)
+    return [("id", policy.id), ("name", policy.name), ("effect", policy.effect),
+            ("priority", policy.priority), *conditions, ("developer", policy.developer_id),
+            ("created", policy.created_at), ("updated", policy.updated_at)]
+
+
+# ── the group ────────────────────────────────────────────────────────────────
+
+
+@click.group(cls=GrantexGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="grantex-local", message="%(prog)s %(version)s")
+@ledger_option
+def cli() -> None:
+    """grantex-local: the Grantex authorization protocol for AI agents, in one SQLite file.
+
+    Start with 'grantex-local init' (an empty ledger) or 'grantex-local demo'
+    (a ledger full of examples). Exit codes: 0 success, 1 a failed check,
+    2 bad usage or input.
+    """
+
+
+def main() -> None:
+    """Console-script entry point: a bug shows as one line, never a traceback."""
+    try:
+        cli(prog_name="grantex-local")
+    except Exception as exc:
+        click.echo(f"error: internal error ({type(exc).__name__}): {' '.join(str(exc).split())}",
+                   err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+# ── init, info, config, demo ─────────────────────────────────────────────────
+
+
+@cli.command()
+@click.option("--issuer", default=None, metavar="URL",
+              help="Issuer URL put in every token (default http://127.0.0.1:8421, no trailing '/').")
+@click.option("--max-delegation-depth", type=int, default=None, metavar="N",
+              help="Deepest delegation allowed (default 3, at most 10).")
+@click.option("--max-expires-in", default=None, metavar="DURATION",
+              help="Longest grant lifetime a request may ask for, e.g. 24h or 7d (default 24h).")
+@json_option
+@ledger_option
+def init(issuer: str | None, max_delegation_depth: int | None, max_expires_in: str | None,
+         as_json: bool) -> None:
+    """Create a new, empty ledger (refuses to touch an existing file)."""
+    from .demo import remove_ledger_files
+
+    path = ledger_path()
+    if Path(path).exists():
+        raise CliError(f"{path} already exists; init never overwrites a file")
+    try:
+        with Ledger(path, create=True, issuer=issuer) as ledger:
+            if max_delegation_depth is not None:
+                ledger.set_setting("max_delegation_depth", str(max_delegation_depth))
+            if max_expires_in is not None:
+                ledger.set_setting("max_expires_in", max_expires_in)
+            _echo_info(ledger, as_json)
+    except errors.GrantexLocalError:
+        remove_ledger_files(path)  # a half-made ledger would block the next init
+        raise
+
+
+def _echo_info(ledger: Ledger, as_json: bool) -> None:
+    from .info import summary
+
+    info = summary(ledger)
+
+    def human() -> None:
+        settings = info["settings"]
+        counts = info["counts"]
+        dev = info["defaultDeveloper"]
+        echo_fields([
+            ("ledger", info["path"]), ("schema version", info["schemaVersion"]),
+            ("issuer", info["issuer"]), ("jwks url", info["jwksUrl"]),
+            ("max delegation depth", settings.get("max_delegation_depth")),
+            ("max expires in", format_duration(int(settings["max_expires_in"]))),
+            ("created", settings.get("created_at")), ("active kid", info["activeKid"]),
+            ("default developer", f"{dev['id']} ({dev['name']}, sandbox={_cell(dev['sandbox'])})"),
+            ("agents", counts["agents"]),
+            ("grants", f"{counts['grants']} ({counts['activeGrants']} active)"),
+            ("tokens", counts["tokens"]), ("pending requests", counts["pendingRequests"]),
+        ])
+
+    emit(as_json, info, human)
+
+
+@cli.command()
+@json_option
+@with_ledger
+def info(ledger: Ledger, as_json: bool) -> None:
+    """Show the ledger: path, issuer, JWKS URL, settings, active key and counts."""
+    _echo_info(ledger, as_json)
+
+
+@cli.group()
+def config() -> None:
+    """Read and change ledger settings (issuer, max_delegation_depth, max_expires_in)."""
+
+
+@config.command("get")
+@click.argument("key", required=False)
+@json_option
+@with_ledger
+def config_get(ledger: Ledger, key: str | None, as_json: bool) -> None:
+    """Print one setting KEY, or all of them."""
+    if key is not None:
+        value = ledger.setting(key)
+        emit(as_json, {key: value}, lambda: click.echo(value))
+        return
+    settings = ledger.settings()
+    emit(as_json, settings, lambda: echo_fields(sorted(settings.items())))
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@with_ledger
+def config_set(ledger: Ledger, key: str, value: str) -> None:
+    """Set KEY to VALUE (validated; the issuer changes what new tokens carry)."""
+    click.echo(f"{key} = {ledger.set_setting(key, value)}")
+
+
+@cli.command()
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for the demo's structure: names, principals, scopes, tree shapes and "
+                   "statuses repeat for a seed; ids, keys and tokens are random every run.")
+@click.option("--force", is_flag=True,
+              help="Replace an existing ledger at the path (deletes it and its -wal/-shm first).")
+@ledger_option
+def demo(seed: int, force: bool) -> None:
+    """Build a demo ledger: delegation trees, a revoked branch, an expired grant and more."""
+    from .demo import run_demo
+
+    for line in run_demo(ledger_path(), seed=seed, force=force):
+        click.echo(line)
+
+
+# ── agents ───────────────────────────────────────────────────────────────────
+
+
+@cli.group("agents")
+def agents_group() -> None:
+    """Register agents and manage their lifecycle and keys."""
+
+
+def _scope_option(required: bool, help_text: str) -> Callable[[F], F]:
+    return click.option("--scope", "scopes", multiple=True, required=required, metavar="SCOPE",
+                        help=help_text + " Repeat for several.")
+
+
+@agents_group.command("register")
+@click.argument("name")
+@_scope_option(False, "A scope the agent may ask for (resource:action[:constraint]).")
+@click.option("--description", default="", help="What the agent does (shown on consent screens).")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, metavar="URL",
+              help="A redirect URI the agent may use. Repeat for several.")
+@developer_option
+@json_option
+@with_ledger
+def agents_register(ledger: Ledger, name: str, scopes: tuple[str, ...], description: str,
+                    redirect_uris: tuple[str, ...], developer_id: str | None, as_json: bool) -> None:
+    """Register an agent NAME with its own key pair and DID."""
+    agent = agents.register(ledger, _developer(ledger, developer_id), name=name, scopes=list(scopes),
+                            description=description, redirect_uris=list(redirect_uris))
+    emit(as_json, agent.to_dict(), lambda: echo_fields(_agent_fields(agent)))
+
+
+@agents_group.command("list")
+@click.option("--status", type=click.Choice(agents.STATUSES), default=None,
+              help="Only agents in this status (default: all but deleted).")
+@click.option("--developer", "developer_id", metavar="DEV_ID", default=None,
+              help="Only this developer's agents (default: every developer in the file).")
+@json_option
+@with_ledger
+def agents_list(ledger: Ledger, status: str | None, developer_id: str | None, as_json: bool) -> None:
+    """List agents."""
+    found = agents.list_agents(ledger, developer_id, status=status)
+    emit(as_json, {"agents": [a.to_dict() for a in found]}, lambda: echo_table(
+        ["ID", "NAME", "STATUS", "DEVELOPER", "SCOPES"],
+        [[a.id, a.name, a.status, a.developer_id, a.scopes] for a in found], "no agents"))
+
+
+@agents_group.command("show")
+@click.argument("agent_id")
+@json_option
+@with_ledger
+def agents_show(ledger: Ledger, agent_id: str, as_json: bool) -> None:
+    """Show agent AGENT_ID."""
+    agent = agents.get(ledger, None, agent_id)
+    emit(as_json, agent.to_dict(), lambda: echo_fields(_agent_fields(agent)))
+
+
+@agents_group.command("update")
+@click.argument("agent_id")
+@click.option("--name", default=None, help="New name.")
+@click.option("--description", default=None, help="New description.")
+@_scope_option(False, "Replace the agent's scopes with these.")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, metavar="URL",
+              help="Replace the agent's redirect URIs with these. Repeat for several.")
+@json_option
+@with_ledger
+def agents_update(ledger: Ledger, agent_id: str, name: str | None, description: str | None,
+                  scopes: tuple[str, ...], redirect_uris: tuple[str, ...], as_json: bool) -> None:
+    """Change an agent's name, description, scopes or redirect URIs."""
+    agent = agents.update(ledger, None, agent_id, name=name, description=description,
+                          scopes=list(scopes) or None, redirect_uris=list(redirect_uris) or None)
+    emit(as_json, agent.to_dict(), lambda: echo_fields(_agent_fields(agent)))
+
+
+@agents_group.command("suspend")
+@click.argument("agent_id")
+@with_ledger
+def agents_suspend(ledger: Ledger, agent_id: str) -> None:
+    """Suspend an agent: its tokens, and those delegated from it, stop verifying at once."""
+    agent = agents.suspend(ledger, None, agent_id)
+    click.echo(f"agent {agent.id} ({agent.name}) is {agent.status}")
+
+
+@agents_group.command("reactivate")
+@click.argument("agent_id")
+@with_ledger
+def agents_reactivate(ledger: Ledger, agent_id: str) -> None:
+    """Reactivate a suspended agent: its unexpired, unrevoked tokens verify again."""
+    agent = agents.reactivate(ledger, None, agent_id)
+    click.echo(f"agent {agent.id} ({agent.name}) is {agent.status}")
+
+
+@agents_group.command("delete")
+@click.argument("agent_id")
+@yes_option
+@with_ledger
+def agents_delete(ledger: Ledger, agent_id: str, yes: bool) -> None:
+    """Delete an agent for good (a tombstone: grants and history keep their references)."""
+    agent = agents.get(ledger, None, agent_id)
+    confirm(f"delete agent {agent.id} ({agent.name}) for good", yes)
+    agents.delete(ledger, None, agent_id)
+    click.echo(f"agent {agent.id} ({agent.name}) deleted")
+
+
+@agents_group.command("rotate-key")
+@click.argument("agent_id")
+@json_option
+@with_ledger
+def agents_rotate_key(ledger: Ledger, agent_id: str, as_json: bool) -> None:
+    """Give an agent a new key pair; its DID stays the same."""
+    agent = agents.rotate_key(ledger, None, agent_id)
+    emit(as_json, agent.to_dict(), lambda: click.echo(f"agent {agent.id} key is now {agent.key_thumbprint}"))
+
+
+@agents_group.command("did")
+@click.argument("agent_id")
+@with_ledger
+def agents_did(ledger: Ledger, agent_id: str) -> None:
+    """Print an agent's DID document (JSON)."""
+    echo_json(agents.did_document(ledger, None, agent_id))
+
+
+# ── authorize and consent ────────────────────────────────────────────────────
+
+
+def _echo_request(request: AuthorizationRequest, as_json: bool) -> None:
+    def human() -> None:
+        echo_fields(_request_fields(request))
+        if request.code is not None:
+            click.echo(f"next: grantex-local tokens exchange --agent {request.agent_id} --code CODE",
+                       err=True)
+        elif request.status == "pending":
+            click.echo(f"next: grantex-local consent approve {request.request_id}", err=True)
+
+    emit(as_json, request.to_dict(), human)
+
+
+@cli.command()
+@click.option("--agent", "agent_id", required=True, metavar="AGENT_ID", help="The agent asking.")
+@click.option("--principal", required=True, metavar="USER", help="The human the agent will act for.")
+@_scope_option(True, "A scope the agent asks for.")
+@click.option("--expires-in", default=None, metavar="DURATION",
+              help="Grant lifetime, e.g. 1h (default 24h, at most the ledger's max_expires_in).")
+@click.option("--redirect-uri", default=None, metavar="URL", help="Where the consent page sends the code.")
+@click.option("--state", default=None, help="Opaque value echoed back with the code.")
+@click.option("--audience", default=None, help="The 'aud' the grant's tokens will carry.")
+@click.option("--code-challenge", default=None,
+              help="PKCE S256 challenge: base64url SHA-256 of the code verifier (43 characters).")
+@json_option
+@with_ledger
+def authorize(ledger: Ledger, agent_id: str, principal: str, scopes: tuple[str, ...],
+              expires_in: str | None, redirect_uri: str | None, state: str | None,
+              audience: str | None, code_challenge: str | None, as_json: bool) -> None:
+    """Start an authorization request (policies, then sandbox, else it waits for consent)."""
+    request = authorization.authorize(
+        ledger, _developer_of_agent(ledger, agent_id), agent_id=agent_id, principal_id=principal,
+        scopes=list(scopes), expires_in=expires_in, redirect_uri=redirect_uri, state=state,
+        audience=audience, code_challenge=code_challenge,
+    )
+    _echo_request(request, as_json)
+
+
+@cli.group()
+def consent() -> None:
+    """Decide authorization requests as the local human, for any developer in the file."""
+
+
+@consent.command("list")
+@click.option("--status", type=click.Choice([*authorization.STATUSES, "all"]), default="pending",
+              show_default=True, help="Which requests to list.")
+@json_option
+@with_ledger
+def consent_list(ledger: Ledger, status: str, as_json: bool) -> None:
+    """List authorization requests (by default those waiting for a decision)."""
+    found = authorization.list_requests(ledger, None, status=None if status == "all" else status)
+    emit(as_json, {"requests": [r.to_dict() for r in found]}, lambda: echo_table(
+        ["ID", "STATUS", "AGENT", "PRINCIPAL", "DEVELOPER", "SCOPES", "EXPIRES"],
+        [[r.request_id, r.status, r.agent_id, r.principal_id, r.developer_id, r.scopes, r.expires_at]
+         for r in found], f"no {status} requests" if status != "all" else "no requests"))
+
+
+@consent.command("show")
+@click.argument("request_id")
+@json_option
+@with_ledger
+def consent_show(ledger: Ledger, request_id: str, as_json: bool) -> None:
+    """Show what a consent screen shows for REQUEST_ID: who asks, for whom, and what."""
+    details = authorization.consent_details(ledger, request_id, None)
+
+    def human() -> None:
+        request, agent, dev = details["request"], details["agent"], details["developer"]
+        echo_fields([
+            ("request", f"{request['authRequestId']} ({request['status']})"),
+            ("agent", f"{agent['name']} ({agent['id']}, {agent['status']})"),
+            ("agent did", agent["did"]), ("description", agent["description"] or None),
+            ("developer", f"{dev['name']} ({dev['id']})"), ("principal", request["principalId"]),
+            ("grant lifetime", details["grantExpiresIn"]),
+            ("request expires", details["requestExpiresAt"]),
+        ])
+        click.echo("asks to:")
+        for item in details["scopes"]:
+            click.echo(f"  - {item['description']}  ({item['scope']})")
+
+    emit(as_json, details, human)
+
+
+def _echo_decision(decision: ConsentDecision, as_json: bool) -> None:
+    emit(as_json, decision.to_dict(), lambda: echo_fields(
+        [("request", decision.request_id), ("status", decision.status), ("code", decision.code),
+         ("redirect uri", decision.redirect_uri), ("state", decision.state)]))
+
+
+@consent.command("approve")
+@click.argument("request_id")
+@click.option("--decided-by", default="local user", show_default=True, help="Who approves (recorded).")
+@json_option
+@with_ledger
+def consent_approve(ledger: Ledger, request_id: str, decided_by: str, as_json: bool) -> None:
+    """Approve REQUEST_ID and print its single-use code (valid 10 minutes)."""
+    _echo_decision(authorization.approve(ledger, request_id, decided_by=decided_by), as_json)
+
+
+@consent.command("deny")
+@click.argument("request_id")
+@click.option("--decided-by", default="local user", show_default=True, help="Who denies (recorded).")
+@json_option
+@with_ledger
+def consent_deny(ledger: Ledger, request_id: str, decided_by: str, as_json: bool) -> None:
+    """Deny REQUEST_ID (no code is issued)."""
+    _echo_decision(authorization.deny(ledger, request_id, decided_by=decided_by), as_json)
+
+
+# ── tokens ───────────────────────────────────────────────────────────────────
+
+
+@cli.group("tokens")
+def tokens_group() -> None:
+    """Exchange codes, verify, decode, refresh and revoke grant tokens."""
+
+
+@tokens_group.command("exchange")
+@click.option("--code", required=True, help="The authorization code ('-' reads it from stdin).")
+@click.option("--agent", "agent_id", required=True, metavar="AGENT_ID",
+              help="The agent the code was issued to.")
+@click.option("--code-verifier", default=None, help="The PKCE verifier, when the request had a challenge.")
+@click.option("--redirect-uri", default=None, metavar="URL", help="Must match the request's, when given.")
+@json_option
+@with_ledger
+def tokens_exchange(ledger: Ledger, code: str, agent_id: str, code_verifier: str | None,
+                    redirect_uri: str | None, as_json: bool) -> None:
+    """Trade an authorization code for a grant token and a refresh token."""
+    issued = tokens.exchange(ledger, _developer_of_agent(ledger, agent_id), code=_read_arg(code, "code"),
+                             agent_id=agent_id, code_verifier=code_verifier, redirect_uri=redirect_uri)
+    _echo_issued(issued, as_json)
+
+
+def _verification(ledger: Ledger, token: str, offline: bool, required: list[str]) -> dict[str, Any]:
+    """The verification answer as a dict; raises TokenInvalid for a token that fails."""
+    if offline:
+        return {"valid": True, **ledger.verify_offline(token, required or None).to_dict()}
+    return tokens.verify_online(ledger, token, required_scopes=required or None).to_dict()
+
+
+@tokens_group.command("verify")
+@click.argument("token")
+@click.option("--offline", is_flag=True,
+              help="Check signature, claims and expiry only (no revocation or agent status).")
+@click.option("--required-scope", "required", multiple=True, metavar="SCOPE",
+              help="A scope the token must cover. Repeat for several.")
+@json_option
+@with_ledger
+def tokens_verify(ledger: Ledger, token: str, offline: bool, required: tuple[str, ...],
+                  as_json: bool) -> None:
+    """Verify TOKEN ('-' reads stdin) against the ledger; exit 1 when it is invalid."""
+    try:
+        result = _verification(ledger, _read_arg(token, "token"), offline, list(required))
+    except errors.TokenInvalid as exc:
+        result = {"valid": False, "reason": exc.reason}
+    if as_json:
+        echo_json(result)
+    if not result["valid"]:
+        raise CliError(f"token is invalid: {result['reason']}", EXIT_CHECK_FAILED)
+    if not as_json:
+        click.echo("valid" + (" (offline check only)" if offline else ""))
+        echo_fields([(k, v) for k, v in result.items() if k != "valid"])
+
+
+@tokens_group.command("decode")
+@click.argument("token")
+@json_option
+@ledger_option
+def tokens_decode(token: str, as_json: bool) -> None:
+    """Show TOKEN's header and claims WITHOUT verifying anything ('-' reads stdin)."""
+    import jwt
+
+    raw = _read_arg(token, "token")
+    try:
+        header = jwt.get_unverified_header(raw)
+        claims = jwt.decode(raw, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise CliError(f"not a decodable JWT: {exc}") from None
+    decoded = {"verified": False, "header": header, "claims": claims}
+
+    def human() -> None:
+        click.echo("UNVERIFIED: signature, issuer, expiry and revocation were NOT checked")
+        click.echo("header:")
+        click.echo(json.dumps(header, indent=2))
+        click.echo("claims:")
+        click.echo(json.dumps(claims, indent=2))
+
+    emit(as_json, decoded, human)
+
+
+@tokens_group.command("refresh")
+@click.option("--refresh-token", required=True, help="The refresh token ('-' reads it from stdin).")
+@click.option("--agent", "agent_id", required=True, metavar="AGENT_ID", help="The agent holding the grant.")
+@json_option
+@with_ledger
+def tokens_refresh(ledger: Ledger, refresh_token: str, agent_id: str, as_json: bool) -> None:
+    """Swap a refresh token for a new grant token (same grant, same expiry)."""
+    issued = tokens.refresh(ledger, _developer_of_agent(ledger, agent_id),
+                            refresh_token=_read_arg(refresh_token, "refresh token"), agent_id=agent_id)
+    _echo_issued(issued, as_json)
+
+
+@tokens_group.command("revoke")
+@click.argument("jti")
+@with_ledger
+def tokens_revoke(ledger: Ledger, jti: str) -> None:
+    """Revoke one token by its id (jti); grants delegated from it are revoked too."""
+    cascaded = tokens.revoke(ledger, None, jti)
+    click.echo(f"token {jti} revoked")
+    if cascaded:
+        click.echo(f"also revoked {len(cascaded)} delegated grant(s): {' '.join(cascaded)}")
+
+
+# ── grants ───────────────────────────────────────────────────────────────────
+
+
+@cli.group("grants")
+def grants_group() -> None:
+    """List, inspect, revoke and delegate grants."""
+
+
+@grants_group.command("list")
+@click.option("--agent", "agent_id", default=None, metavar="AGENT_ID", help="Only this agent's grants.")
+@click.option("--principal", default=None, metavar="USER", help="Only this principal's grants.")
+@click.option("--status", type=click.Choice(grants.STATUSES), default=None,
+              help="Only grants in this status.")
+@json_option
+@with_ledger
+def grants_list(ledger: Ledger, agent_id: str | None, principal: str | None, status: str | None,
+                as_json: bool) -> None:
+    """List grants with their parent and delegation depth."""
+    found = grants.list_grants(ledger, None, agent_id=agent_id, principal_id=principal, status=status)
+    emit(as_json, {"grants": [g.to_dict() for g in found]}, lambda: echo_table(
+        ["ID", "STATUS", "DEPTH", "PARENT", "AGENT", "PRINCIPAL", "SCOPES", "EXPIRES"],
+        [[g.id, g.status, g.delegation_depth, g.parent_grant_id, g.agent_id, g.principal_id,
+          g.scopes, g.expires_at] for g in found], "no grants"))
+
+
+@grants_group.command("show")
+@click.argument("grant_id")
+@json_option
+@with_ledger
+def grants_show(ledger: Ledger, grant_id: str, as_json: bool) -> None:
+    """Show GRANT_ID and the chain of grants it was delegated from."""
+    grant = grants.get(ledger, None, grant_id)
+    chain = grants.ancestors(ledger, grant_id)
+
+    def human() -> None:
+        echo_fields(_grant_fields(grant))
+        click.echo("ancestors:" if chain else "ancestors: none (a root grant)")
+        for parent in chain:
+            click.echo(f"  depth {parent.delegation_depth}  {parent.id}  {parent.agent_id}  "
+                       f"[{parent.status}]")
+
+    emit(as_json, {**grant.to_dict(), "ancestors": [g.to_dict() for g in chain]}, human)
+
+
+def _node_label(node: dict[str, Any]) -> str:
+    count = len(node["scopes"])
+    label = (f"{node['agentName']} [{node['status']}]  {count} scope{'s' if count != 1 else ''}  "
+             f"depth {node['delegationDepth']}  {node['principalId']}  {node['id']}")
+    if node["agentStatus"] != "active":
+        label += f"  (agent {node['agentStatus']})"
+    return label
+
+
+def tree_lines(nodes: list[dict[str, Any]], prefix: str = "") -> Iterator[str]:
+    """ASCII lines for nested ``grants.tree`` nodes (ASCII so any terminal shows it)."""
+    for index, node in enumerate(nodes):
+        last = index == len(nodes) - 1
+        yield prefix + ("`-- " if last else "|-- ") + _node_label(node)
+        yield from tree_lines(node["children"], prefix + ("    " if last else "|   "))
+
+
+@grants_group.command("tree")
+@click.argument("grant_id", required=False)
+@json_option
+@with_ledger
+def grants_tree(ledger: Ledger, grant_id: str | None, as_json: bool) -> None:
+    """Draw delegation trees: all of them, or the one under GRANT_ID."""
+    roots = grants.tree(ledger, None, grant_id)
+
+    def human() -> None:
+        if not roots:
+            click.echo("no grants")
+        for root in roots:
+            click.echo(_node_label(root))
+            for line in tree_lines(root["children"]):
+                click.echo(line)
+
+    emit(as_json, roots, human)
+
+
+@grants_group.command("revoke")
+@click.argument("grant_id")
+@yes_option
+@with_ledger
+def grants_revoke(ledger: Ledger, grant_id: str, yes: bool) -> None:
+    """Revoke GRANT_ID and everything delegated from it; shows the blast radius first."""
+    radius = grants.blast_radius(ledger, grant_id)
+    if radius["grantIds"]:
+        click.echo(f"revoking {grant_id} revokes {len(radius['grantIds'])} grant(s) "
+                   f"({radius['descendants']} delegated), held by: {', '.join(radius['agents'])}; "
+                   f"{radius['liveTokens']} live token(s) stop verifying")
+        confirm(f"revoke grant {grant_id} and its {radius['descendants']} descendant(s)", yes)
+    result = grants.revoke(ledger, None, grant_id)
+    click.echo(f"revoked {len(result.revoked_grant_ids)} grant(s) at {result.revoked_at}: "
+               f"{' '.join(result.revoked_grant_ids)}")
+
+
+@grants_group.command("delegate")
+@click.option("--parent-token", required=True, help="The parent's grant token ('-' reads it from stdin).")
+@click.option("--agent", "agent_id", required=True, metavar="AGENT_ID",
+              help="The sub-agent receiving the grant.")
+@_scope_option(True, "A scope for the sub-agent; the parent's scopes must cover it.")
+@click.option("--expires-in", default=None, metavar="DURATION",
+              help="Lifetime, e.g. 30m (default 1h; never past the parent's expiry).")
+@json_option
+@with_ledger
+def grants_delegate(ledger: Ledger, parent_token: str, agent_id: str, scopes: tuple[str, ...],
+                    expires_in: str | None, as_json: bool) -> None:
+    """Delegate part of a grant to a sub-agent, one level deeper."""
+    issued = delegation.delegate(
+        ledger, _developer_of_agent(ledger, agent_id),
+        parent_grant_token=_read_arg(parent_token, "parent token"), sub_agent_id=agent_id,
+        scopes=list(scopes), expires_in=expires_in,
+    )
+    _echo_issued(issued, as_json)
+
+
+# ── policies ─────────────────────────────────────────────────────────────────
+
+
+@cli.group("policies")
+def policies_group() -> None:
+    """Rules applied at authorize: deny first, then allow, by priority."""
+
+
+def _parse_days(days: str | None) -> list[int] | None:
+    if days is None:
+        return None
+    try:
+        return [int(d) for d in days.split(",")]
+    except ValueError:
+        raise click.BadParameter("use ISO weekdays separated by commas, e.g. 1,2,3,4,5",
+                                 param_hint="--days") from None
+
+
+def _policy_fields_from_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The library's policy parameters from the command's options (None means 'not given')."""
+    hours = (options["start_hour"], options["end_hour"], options["days"], options["tz"])
+    window = None
+    if any(v is not None for v in hours):
+        window = {k: v for k, v in (("startHour", options["start_hour"]),
+                                    ("endHour", options["end_hour"]),
+                                    ("days", _parse_days(options["days"])), ("tz", options["tz"]))
+                  if v is not None}
+    return {"effect": options["effect"], "priority": options["priority"],
+            "agent_id": options["agent_id"], "principal_id": options["principal"],
+            "scopes": list(options["scopes"]) or None, "time_of_day_start": options["time_start"],
+            "time_of_day_end": options["time_end"], "time_window": window}
+
+
+def policy_options(fn: F) -> F:
+    """The condition and effect options shared by create and update."""
+    decorators = [
+        click.option("--effect", type=click.Choice(sorted(policies.EFFECTS)), default=None,
+                     help="What a match does (auto_approve = allow, auto_deny = deny)."),
+        click.option("--priority", type=int, default=None,
+                     help="Higher runs first within denies and within allows (default 0)."),
+        click.option("--agent", "agent_id", default=None, metavar="AGENT_ID",
+                     help="Only requests from this agent (default any)."),
+        click.option("--principal", default=None, metavar="USER",
+                     help="Only requests for this principal (default any)."),
+        _scope_option(False, "Allow: every requested scope must be listed; deny: any listed one matches."),
+        click.option("--time-start", default=None, metavar="HH:MM", help="Window start, UTC."),
+        click.option("--time-end", default=None, metavar="HH:MM",
+                     help="Window end, UTC (may wrap midnight)."),
+        click.option("--start-hour", type=int, default=None, help="Window start hour 0-23 (with --tz)."),
+        click.option("--end-hour", type=int, default=None, help="Window end hour 0-23 (with --tz)."),
+        click.option("--days", default=None, metavar="1,2,..",
+                     help="ISO weekdays the window applies on (1 = Monday)."),
+        click.option("--tz", default=None,
+                     help="Time zone of the hour window, e.g. Europe/Paris (default UTC)."),
+    ]
+    for decorator in reversed(decorators):
+        fn = decorator(fn)
+    return fn
+
+
+@policies_group.command("create")
+@click.argument("name")
+@policy_options
+@developer_option
+@json_option
+@with_ledger
+def policies_create(ledger: Ledger, name: str, developer_id: str | None, as_json: bool,
+                    **options: Any) -> None:
+    """Create a policy NAME (--effect is required)."""
+    fields = _policy_fields_from_options(options)
+    if fields["effect"] is None:
+        raise click.BadParameter("an effect is required", param_hint="--effect")
+    fields["priority"] = fields["priority"] or 0
+    params = CreatePolicyParams(name=name, **fields)
+    policy = policies.create(ledger, _developer(ledger, developer_id), params)
+    emit(as_json, policy.to_dict(), lambda: echo_fields(_policy_fields(policy)))
+
+
+@policies_group.command("list")
+@developer_option
+@json_option
+@with_ledger
+def policies_list(ledger: Ledger, developer_id: str | None, as_json: bool) -> None:
+    """List policies in evaluation order (denies first)."""
+    found = policies.list_policies(ledger, _developer(ledger, developer_id))
+    emit(as_json, {"policies": [p.to_dict() for p in found], "total": len(found)}, lambda: echo_table(
+        ["ID", "EFFECT", "PRIORITY", "NAME", "AGENT", "PRINCIPAL", "SCOPES", "WINDOW"],
+        [[p.id, p.effect, p.priority, p.name, *_policy_conditions(p)] for p in found], "no policies"))
+
+
+@policies_group.command("show")
+@click.argument("policy_id")
+@developer_option
+@json_option
+@with_ledger
+def policies_show(ledger: Ledger, policy_id: str, developer_id: str | None, as_json: bool) -> None:
+    """Show policy POLICY_ID."""
+    policy = policies.get(ledger, _developer(ledger, developer_id), policy_id)
+    emit(as_json, policy.to_dict(), lambda: echo_fields(_policy_fields(policy)))
+
+
+@policies_group.command("update")
+@click.argument("policy_id")
+@click.option("--name", default=None, help="New name.")
+@policy_options
+@developer_option
+@json_option
+@with_ledger
+def policies_update(ledger: Ledger, policy_id: str, name: str | None, developer_id: str | None,
+                    as_json: bool, **options: Any) -> None:
+    """Change the options given on POLICY_ID; the others stay as they are."""
+    params = UpdatePolicyParams(name=name, **_policy_fields_from_options(options))
+    policy = policies.update(ledger, _developer(ledger, developer_id), policy_id, params)
+    emit(as_json, policy.to_dict(), lambda: echo_fields(_policy_fields(policy)))
+
+
+@policies_group.command("delete")
+@click.argument("policy_id")
+@developer_option
+@with_ledger
+def policies_delete(ledger: Ledger, policy_id: str, developer_id: str | None) -> None:
+    """Delete policy POLICY_ID."""
+    policies.delete(ledger, _developer(ledger, developer_id), policy_id)
+    click.echo(f"policy {policy_id} deleted")
+
+
+# ── keys ─────────────────────────────────────────────────────────────────────
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """The issuer's signing keys and its JWKS."""
+
+
+@keys_group.command("rotate")
+@json_option
+@with_ledger
+def keys_rotate(ledger: Ledger, as_json: bool) -> None:
+    """Start signing with a new key; old tokens keep verifying until they expire."""
+    rotated = keys.rotate_signing_key(ledger)
+    emit(as_json, rotated, lambda: echo_fields(
+        [("new kid", rotated["kid"]), ("retired", rotated["retiredKids"]), ("at", rotated["rotatedAt"])]))
+
+
+@keys_group.command("jwks")
+@with_ledger
+def keys_jwks(ledger: Ledger) -> None:
+    """Print the JWKS served at ISSUER/.well-known/jwks.json."""
+    echo_json(keys.jwks(ledger))
+
+
+@keys_group.command("list")
+@json_option
+@with_ledger
+def keys_list(ledger: Ledger, as_json: bool) -> None:
+    """List signing keys, active and retired."""
+    found = keys.list_signing_keys(ledger)
+    emit(as_json, {"keys": found}, lambda: echo_table(
+        ["KID", "STATUS", "CREATED", "RETIRED", "LAST TOKEN EXPIRY"],
+        [[k["kid"], k["status"], k["createdAt"], k["retiredAt"], k["lastTokenExpiry"]] for k in found],
+        "no keys"))
+
+
+# ── developers ───────────────────────────────────────────────────────────────
+
+
+@cli.group("developers")
+def developers_group() -> None:
+    """Developers in this ledger and their API keys for the REST server."""
+
+
+@developers_group.command("list")
+@json_option
+@with_ledger
+def developers_list(ledger: Ledger, as_json: bool) -> None:
+    """List developers."""
+    found = developers.list_developers(ledger)
+    emit(as_json, {"developers": [d.to_dict() for d in found]}, lambda: echo_table(
+        ["ID", "NAME", "SANDBOX", "DEFAULT", "CREATED"],
+        [[d.id, d.name, d.sandbox, d.is_default, d.created_at] for d in found], "no developers"))
+
+
+@developers_group.command("create")
+@click.argument("name")
+@click.option("--sandbox/--no-sandbox", default=False, show_default=True,
+              help="Sandbox developers get codes at once; others wait for consent.")
+@json_option
+@with_ledger
+def developers_create(ledger: Ledger, name: str, sandbox: bool, as_json: bool) -> None:
+    """Create a developer NAME."""
+    dev = developers.create_developer(ledger, name, sandbox=sandbox)
+    emit(as_json, dev.to_dict(), lambda: echo_fields(
+        [("id", dev.id), ("name", dev.name), ("sandbox", dev.sandbox), ("created", dev.created_at)]))
+
+
+@developers_group.command("create-key")
+@developer_option
+@click.option("--name", default="", help="A label for the key.")
+@json_option
+@with_ledger
+def developers_create_key(ledger: Ledger, developer_id: str | None, name: str, as_json: bool) -> None:
+    """Create an API key; it is printed once and cannot be shown again."""
+    key = developers.create_api_key(ledger, _developer(ledger, developer_id), name)
+    emit(as_json, key.to_dict(), lambda: echo_fields(
+        [("id", key.id), ("developer", key.developer_id), ("api key", key.key)]))
+    click.echo("note: the ledger keeps only a hash of this key; it cannot be shown again", err=True)
+
