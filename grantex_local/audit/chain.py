@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -72,16 +72,27 @@ def verify_rows(
     checkpoint: Checkpoint | None = None,
     progress: Callable[[int], None] | None = None,
     after: tuple[int, str, str, str] | None = None,
+    checkpoints: Sequence[Checkpoint] = (),
+    ordered_ids: bool = True,
 ) -> ChainReport:
     """Verify one chain given in seq order; raises :class:`ChainBroken` at the first break.
 
-    ``after`` (seq, hash, id, timestamp of a trusted head) checks only a
-    continuation of the chain; the Merkle root reported is then meaningless.
+    ``checkpoint`` / ``checkpoints``: the chain must match each one's root at
+    its size (one pass whatever their number). ``after`` (seq, hash, id,
+    timestamp of a trusted head) checks only a continuation of the chain; the
+    Merkle root reported is then meaningless. ``ordered_ids=False`` skips the
+    id-order check, for logs whose ids are not monotonic (the hosted service's).
     """
     frontier = merkle.Frontier()
+    pending = sorted([*checkpoints, *([checkpoint] if checkpoint is not None else [])],
+                     key=lambda c: c.size)
+    largest = pending[-1] if pending else None
+    for empty in [c for c in pending if c.size == 0]:
+        if empty.root_hash != merkle.root_of([]):
+            raise ChainBroken(1, "rewritten", "the checkpoint's root does not match an empty log")
+    pending = [c for c in pending if c.size > 0]
     prev: tuple[int, str, str, str] | None = after  # seq, hash, id, timestamp
     before_prev_hash: str | None = None
-    checked_root: bytes | None = None
     count = 0
     for (seq, text, stored_hash), following in _with_next(rows):
         expected = prev[0] + 1 if prev else 1
@@ -98,30 +109,27 @@ def verify_rows(
                 raise ChainBroken(prev[0], "inserted",
                                   f"entry {prev[0]} is not part of the chain (entry {seq} skips it)")
             raise ChainBroken(seq, "link_broken", "prevHash does not match the previous entry's hash")
-        if prev is not None and entry_id <= prev[2]:
+        if ordered_ids and prev is not None and entry_id <= prev[2]:
             raise ChainBroken(seq, "order_changed", "entry ids are out of order")
         if prev is not None and timestamp < prev[3]:
             raise ChainBroken(seq, "timestamp_backwards", f"{timestamp} is before {prev[3]}")
         frontier.append(merkle.leaf_hash(stored_hash))
         count += 1
-        if checkpoint is not None and count == checkpoint.size:
-            checked_root = frontier.root()
-            if checked_root != checkpoint.root_hash:
+        while pending and pending[0].size == count:
+            if frontier.root() != pending.pop(0).root_hash:
                 raise ChainBroken(seq, "rewritten",
                                   f"the first {seq} entries do not match the checkpoint's Merkle root")
         before_prev_hash = prev[1] if prev else None
         prev = (seq, stored_hash, entry_id, timestamp)
         if progress is not None and count % 10_000 == 0:
             progress(count)
-    if checkpoint is not None and count < checkpoint.size:
+    if largest is not None and count < largest.size:
         raise ChainBroken(count + 1, "tail_deleted",
-                          f"the checkpoint commits to {checkpoint.size} entries, the log has {count}")
-    if checkpoint is not None and checkpoint.size == 0 and checkpoint.root_hash != merkle.root_of([]):
-        raise ChainBroken(1, "rewritten", "the checkpoint's root does not match an empty log")
+                          f"the checkpoint commits to {largest.size} entries, the log has {count}")
     if progress is not None:
         progress(count)
     return ChainReport(developer_id, count, prev[1] if prev else None, frontier.root().hex(),
-                       checkpoint.size if checkpoint is not None else None)
+                       largest.size if largest is not None else None)
 
 
 def ledger_rows(ledger: Ledger, developer_id: str, start_seq: int = 1) -> sqlite3.Cursor:
