@@ -171,7 +171,9 @@ def test_checkpoint_and_inclusion_proof(gx: Grantex) -> None:
 
 
 def test_triggers_refuse_update_and_delete(gx: Grantex, ledger_path: Path) -> None:
-    grant_for(gx, ["calendar:read"])
+    token = grant_for(gx, ["calendar:read"])
+    grant = gx.grants.get(token.grant_id)
+    gx.audit.log_many([{"agent_id": grant.agent_id, "grant_id": grant.id, "action": "x"}] * 40)
     conn = sqlite3.connect(ledger_path)
     for sql in ("UPDATE audit_entries SET hash = 'x'", "DELETE FROM audit_entries",
                 "DELETE FROM audit_merkle"):

@@ -28,6 +28,7 @@ from ..keys import _serialize_private, load_private_key
 from . import merkle, note
 from .chain import ledger_rows, verify_rows
 from .note import Checkpoint, CheckpointInvalid
+from .trail import tree_node
 
 if TYPE_CHECKING:
     from ..ledger import Ledger
@@ -106,14 +107,7 @@ def _private(ledger: Ledger) -> tuple[str, Ed25519PrivateKey]:
 
 
 def _node_getter(conn: sqlite3.Connection, developer_id: str) -> merkle.NodeGetter:
-    def get(level: int, index: int) -> bytes:
-        row = conn.execute("SELECT hash FROM audit_merkle WHERE developer_id = ? AND level = ? AND idx = ?",
-                           (developer_id, level, index)).fetchone()
-        if row is None:
-            raise errors.ChainBroken(index * (1 << level) + 1, "rewritten",
-                                     f"the Merkle tree is missing node ({level}, {index})")
-        return bytes(row[0])
-    return get
+    return lambda level, index: tree_node(conn, developer_id, level, index)
 
 
 def latest(ledger: Ledger, developer_id: str) -> sqlite3.Row | None:

@@ -10,25 +10,33 @@ shared vectors.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 import math
+import re
 from collections.abc import Mapping
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from ..errors import InvalidInput
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 FIELD_ORDER = ("id", "agentId", "agentDid", "grantId", "principalId", "developerId", "action",
                "metadata", "timestamp", "prevHash", "status")
 _MAX_DEPTH = 64
 
 
+@functools.lru_cache(maxsize=16_384)
 def js_string(value: str) -> str:
-    """``JSON.stringify`` of a string: escapes as JavaScript does, non-ASCII kept raw."""
-    text = json.dumps(value, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: JavaScript writes them as \\udxxx
+    """``JSON.stringify`` of a string: escapes as JavaScript does, non-ASCII kept raw.
+
+    ``encode_basestring`` is the C escaper behind ``json.dumps(ensure_ascii=False)``;
+    ids, DIDs and actions repeat from entry to entry, hence the cache.
+    """
+    text: str = encode_basestring(value)
+    if not value.isascii() and _SURROGATE.search(value):
+        # Lone surrogates: JavaScript writes them as \\udxxx escapes.
         text = "".join(f"\\u{ord(c):04x}" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
     return text
 
@@ -82,12 +90,11 @@ def canonical_json(value: Any, _depth: int = 0) -> str:
     if isinstance(value, int | float):
         return js_number(value)
     if isinstance(value, Mapping):
-        items = []
-        for key in sorted(value, key=_utf16_key):
-            if not isinstance(key, str):
-                raise InvalidInput("metadata object keys must be strings")
-            items.append(f"{js_string(key)}:{canonical_json(value[key], _depth + 1)}")
-        return "{" + ",".join(items) + "}"
+        if not all(isinstance(key, str) for key in value):
+            raise InvalidInput("metadata object keys must be strings")
+        # Code-point order is UTF-16 order unless a key has a character beyond U+FFFF.
+        keys = sorted(value) if all(k.isascii() for k in value) else sorted(value, key=_utf16_key)
+        return "{" + ",".join(f"{js_string(k)}:{canonical_json(value[k], _depth + 1)}" for k in keys) + "}"
     if isinstance(value, list | tuple):
         return "[" + ",".join(canonical_json(v, _depth + 1) for v in value) + "]"
     raise InvalidInput(f"metadata holds a value JSON cannot carry ({type(value).__name__})")
@@ -99,18 +106,29 @@ def _utf16_key(key: object) -> bytes:
     return key.encode("utf-16-be", "surrogatepass")
 
 
-def preimage_text(fields: Mapping[str, Any], metadata: Any) -> str:
-    """The exact text whose UTF-8 bytes are hashed for one entry."""
-    parts = []
-    for name in FIELD_ORDER:
-        if name == "metadata":
-            parts.append(f'"metadata":{canonical_json(metadata)}')
-            continue
-        value = fields[name]
-        if value is not None and not isinstance(value, str):
-            raise InvalidInput(f"audit field {name} must be a string")
-        parts.append(f"{js_string(name)}:{'null' if value is None else js_string(value)}")
-    return "{" + ",".join(parts) + "}"
+def _field(fields: Mapping[str, Any], name: str) -> str:
+    value = fields[name]
+    if value is None:
+        return "null"
+    if not isinstance(value, str):
+        raise InvalidInput(f"audit field {name} must be a string")
+    return js_string(value)
+
+
+def preimage_text(fields: Mapping[str, Any], metadata: Any, metadata_text: str | None = None) -> str:
+    """The exact text whose UTF-8 bytes are hashed for one entry (keys in FIELD_ORDER).
+
+    ``metadata_text`` is ``canonical_json(metadata)`` when the caller has it already.
+    """
+    meta = metadata_text if metadata_text is not None else canonical_json(metadata)
+    f = fields
+    return (
+        f'{{"id":{_field(f, "id")},"agentId":{_field(f, "agentId")},"agentDid":{_field(f, "agentDid")},'
+        f'"grantId":{_field(f, "grantId")},"principalId":{_field(f, "principalId")},'
+        f'"developerId":{_field(f, "developerId")},"action":{_field(f, "action")},"metadata":{meta},'
+        f'"timestamp":{_field(f, "timestamp")},"prevHash":{_field(f, "prevHash")},'
+        f'"status":{_field(f, "status")}}}'
+    )
 
 
 def preimage(fields: Mapping[str, Any], metadata: Any) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
     from ..ledger import Ledger
 
 STATUSES = ("success", "failure", "blocked")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+STORED_LEVEL = 4
+"""Merkle nodes below this level are recomputed from entry hashes (at most 8 rows), not stored:
+storing every level would write two node rows per entry, this writes about one per eight."""
 LIFECYCLE_PREFIX = "grantex."
 MAX_ACTION = 200
 MAX_METADATA_BYTES = 64 * 1024
@@ -54,6 +59,7 @@ class Appender:
             "ORDER BY seq DESC LIMIT 1", (developer_id,)).fetchone()
         self.head = _Head(row[0], row[1], row[2], row[3]) if row else None
         self._nodes: dict[tuple[int, int], bytes] = {}
+        self._now: str | None = None
         self._entry_rows: list[tuple[int, str, str]] = []
         self._node_rows: list[tuple[str, int, int, bytes]] = []
 
@@ -61,12 +67,7 @@ class Appender:
         cached = self._nodes.get((level, index))
         if cached is not None:
             return cached
-        row = self.conn.execute(
-            "SELECT hash FROM audit_merkle WHERE developer_id = ? AND level = ? AND idx = ?",
-            (self.developer_id, level, index)).fetchone()
-        if row is None:
-            raise errors.LedgerCorrupt(f"audit Merkle node ({level}, {index}) is missing")
-        return bytes(row[0])
+        return tree_node(self.conn, self.developer_id, level, index)
 
     def _next_id(self) -> str:
         entry_id = new_id("audit")
@@ -77,10 +78,18 @@ class Appender:
 
     def add(self, *, action: str, status: str = "success", metadata: Mapping[str, Any] | None = None,
             agent_id: str | None = None, agent_did: str | None = None, grant_id: str | None = None,
-            principal_id: str | None = None, timestamp: str | None = None) -> AuditEntry:
-        """Queue one entry (written by :meth:`flush`, which the caller must call)."""
+            principal_id: str | None = None, timestamp: str | None = None,
+            metadata_text: str | None = None) -> AuditEntry:
+        """Queue one entry (written by :meth:`flush`, which the caller must call).
+
+        ``metadata_text`` is the canonical JSON of ``metadata`` when already computed.
+        """
         head = self.head
-        stamp = timestamp or iso(self.ledger.now())
+        if timestamp is None:
+            if self._now is None:  # one instant for everything one transaction appends
+                self._now = iso(self.ledger.now())
+            timestamp = self._now
+        stamp = timestamp
         if head is not None and stamp < head.timestamp:
             stamp = head.timestamp  # time never goes backwards within a chain
         fields = {
@@ -88,17 +97,18 @@ class Appender:
             "principalId": principal_id, "developerId": self.developer_id, "action": action,
             "timestamp": stamp, "prevHash": head.hash if head else None, "status": status,
         }
-        meta = dict(metadata or {})
-        text = preimage_text(fields, meta)
+        meta_text = metadata_text if metadata_text is not None else canonical_json(dict(metadata or {}))
+        text = preimage_text(fields, None, meta_text)
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         seq = head.seq + 1 if head else 1
         self._entry_rows.append((seq, text, digest))
         for level, index, h in merkle.new_nodes(seq - 1, merkle.leaf_hash(digest), self._node):
             self._nodes[(level, index)] = h
-            self._node_rows.append((self.developer_id, level, index, h))
+            if level >= STORED_LEVEL:
+                self._node_rows.append((self.developer_id, level, index, h))
         self.head = _Head(seq, digest, fields["id"], stamp)
         return AuditEntry(fields["id"], seq, agent_id, agent_did, grant_id, principal_id,
-                          self.developer_id, action, json.loads(canonical_json(meta)), status, stamp,
+                          self.developer_id, action, json.loads(meta_text), status, stamp,
                           digest, fields["prevHash"])
 
     def flush(self) -> None:
@@ -110,6 +120,25 @@ class Appender:
                 self._node_rows)
         self._entry_rows.clear()
         self._node_rows.clear()
+
+
+def tree_node(conn: sqlite3.Connection, developer_id: str, level: int, index: int) -> bytes:
+    """The hash of perfect subtree (level, index): stored, or folded from its entries' hashes."""
+    if level >= STORED_LEVEL:
+        row = conn.execute("SELECT hash FROM audit_merkle WHERE developer_id = ? AND level = ? AND idx = ?",
+                           (developer_id, level, index)).fetchone()
+        if row is None:
+            raise errors.ChainBroken(index * (1 << level) + 1, "rewritten",
+                                     f"the Merkle tree is missing node ({level}, {index})")
+        return bytes(row[0])
+    width = 1 << level
+    first = index * width + 1
+    hashes = [r[0] for r in conn.execute(
+        "SELECT hash FROM audit_entries WHERE developer_id = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+        (developer_id, first, first + width - 1))]
+    if len(hashes) != width:
+        raise errors.ChainBroken(first, "seq_gap", f"entries {first}..{first + width - 1} are not all there")
+    return merkle.root_of([merkle.leaf_hash(h) for h in hashes])
 
 
 def record(ledger: Ledger, conn: sqlite3.Connection, developer_id: str, action: str,
@@ -124,8 +153,12 @@ def record(ledger: Ledger, conn: sqlite3.Connection, developer_id: str, action: 
 # ── the SDK's audit.log ──────────────────────────────────────────────────────
 
 
-def _validated(ledger: Ledger, developer_id: str, item: Mapping[str, Any]) -> dict[str, Any]:
-    """Check one entry against the ledger; returns the fields to append."""
+def _validated(ledger: Ledger, developer_id: str, item: Mapping[str, Any],
+               seen: dict[tuple[str, str], Any]) -> dict[str, Any]:
+    """Check one entry against the ledger; returns the fields to append.
+
+    ``seen`` caches agent and grant lookups across one batch.
+    """
     unknown = set(item) - {"agent_id", "grant_id", "action", "status", "metadata", "agent_did",
                            "principal_id"}
     if unknown:
@@ -135,7 +168,7 @@ def _validated(ledger: Ledger, developer_id: str, item: Mapping[str, Any]) -> di
         if not isinstance(value, str) or not value:
             raise errors.InvalidInput(f"{name} must be a non-empty string")
     assert isinstance(action, str)
-    if len(action) > MAX_ACTION or any(ord(c) < 32 for c in action):
+    if len(action) > MAX_ACTION or _CONTROL.search(action):
         raise errors.InvalidInput(f"action must be at most {MAX_ACTION} printable characters")
     if action.startswith(LIFECYCLE_PREFIX):
         raise errors.InvalidInput(f"actions starting with {LIFECYCLE_PREFIX!r} are reserved for the ledger")
@@ -147,12 +180,16 @@ def _validated(ledger: Ledger, developer_id: str, item: Mapping[str, Any]) -> di
         metadata = {}
     if not isinstance(metadata, Mapping):
         raise errors.InvalidInput("metadata must be a JSON object")
-    if len(canonical_json(metadata).encode()) > MAX_METADATA_BYTES:
+    metadata_text = canonical_json(metadata)
+    if len(metadata_text) > MAX_METADATA_BYTES:  # characters: a cheap first bound
         raise errors.InvalidInput(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
-    row = ledger.query_one(
-        "SELECT g.agent_id, g.principal_id, g.developer_id, a.did FROM grants g "
-        "JOIN agents a ON a.id = g.agent_id WHERE g.id = ?", (grant_id,))
-    agent = ledger.query_one("SELECT developer_id, did FROM agents WHERE id = ?", (agent_id,))
+    if ("grant", grant_id) not in seen:
+        seen[("grant", grant_id)] = ledger.query_one(
+            "SELECT g.agent_id, g.principal_id, g.developer_id FROM grants g WHERE g.id = ?", (grant_id,))
+    if ("agent", agent_id) not in seen:
+        seen[("agent", agent_id)] = ledger.query_one(
+            "SELECT developer_id, did FROM agents WHERE id = ?", (agent_id,))
+    row, agent = seen[("grant", grant_id)], seen[("agent", agent_id)]
     if agent is None or agent["developer_id"] != developer_id:
         raise errors.NotFound(f"agent {agent_id} not found")
     if row is None or row["developer_id"] != developer_id:
@@ -166,7 +203,7 @@ def _validated(ledger: Ledger, developer_id: str, item: Mapping[str, Any]) -> di
         raise errors.InvalidInput(f"principalId does not match grant {grant_id}")
     return {"agent_id": agent_id, "agent_did": agent["did"], "grant_id": grant_id,
             "principal_id": row["principal_id"], "action": action, "status": status,
-            "metadata": metadata}
+            "metadata": metadata, "metadata_text": metadata_text}
 
 
 def log(ledger: Ledger, developer_id: str, **item: Any) -> AuditEntry:
@@ -181,9 +218,10 @@ def log(ledger: Ledger, developer_id: str, **item: Any) -> AuditEntry:
 def log_many(ledger: Ledger, developer_id: str, items: Iterable[Mapping[str, Any]]) -> list[AuditEntry]:
     """Append many actions in one transaction: all of them or, on any bad item, none."""
     checked = []
+    seen: dict[tuple[str, str], Any] = {}
     for position, item in enumerate(items):
         try:
-            checked.append(_validated(ledger, developer_id, item))
+            checked.append(_validated(ledger, developer_id, item, seen))
         except errors.GrantexLocalError as exc:
             if position == 0 and not checked:
                 raise

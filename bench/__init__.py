@@ -1,0 +1,1 @@
+"""Benchmarks: each figure next to the floor it is measured against, in the same run."""

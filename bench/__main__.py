@@ -1,0 +1,46 @@
+"""``python -m bench [--smoke] [--json FILE]``: every benchmark, each next to its floor.
+
+Builds its own data in a temporary directory. ``--smoke`` runs tiny sizes so CI keeps the
+benchmarks working without asserting any timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from . import audit
+from .common import Row, print_table, write_json
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the benchmarks run")
+    parser.add_argument("--json", metavar="FILE", default="bench-results.json",
+                        help="where to write the table")
+    parser.add_argument("--verify-entries", type=int, default=1_000_000,
+                        help="size of the ledger for chain verification")
+    args = parser.parse_args()
+    sizes = {"single": 30, "bulk": 2_000, "verify": 3_000} if args.smoke else {
+        "single": 2_000, "bulk": 100_000, "verify": args.verify_entries}
+    started = time.time()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="grantex-bench-") as tmp:
+        work = Path(tmp)
+        rows.append(audit.single_append(work, sizes["single"]))
+        rows.append(audit.bulk_append(work, sizes["bulk"]))
+        rows.extend(audit.verify(work, sizes["verify"], repeats=1 if args.smoke else 2))
+    print_table(rows)
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "smoke": args.smoke,
+            "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+            "machine": platform.machine(), "seconds": round(time.time() - started, 1)}
+    write_json(rows, args.json, meta)
+    print(f"\nwritten to {args.json} in {meta['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()
