@@ -6,7 +6,10 @@ the protocol requires so that ids sort in creation order.
 
 from __future__ import annotations
 
+import contextlib
+import random
 import secrets
+from collections.abc import Iterator
 
 from ulid import ULIDGenerator
 
@@ -45,3 +48,22 @@ def looks_like(kind: str, value: object) -> bool:
     """Cheap shape check used to give a clear error before touching the ledger."""
     prefix = PREFIXES[kind]
     return isinstance(value, str) and value.startswith(prefix) and len(value) == len(prefix) + 26
+
+
+@contextlib.contextmanager
+def deterministic(seed: int, start_ms: int) -> Iterator[None]:
+    """Make ids reproducible (fixture data for snapshot tests and seeded demos).
+
+    Ids come from a clock that starts at ``start_ms`` and ticks one millisecond
+    per id, with randomness from ``random.Random(seed)``. Never for real use:
+    the ids are guessable. Secrets (codes, refresh tokens, keys) stay random.
+    """
+    global _generator
+    rng = random.Random(seed)
+    tick = iter(range(start_ms, start_ms + 10**9))
+    saved = _generator
+    _generator = ULIDGenerator(clock=lambda: next(tick), randomness=lambda _ts: rng.randbytes(10))
+    try:
+        yield
+    finally:
+        _generator = saved
