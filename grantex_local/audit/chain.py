@@ -27,6 +27,7 @@ Row = tuple[int, str, str]
 """(seq, preimage text, stored hash)."""
 
 _TAIL = '"timestamp":"'
+_UNSET = object()
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,18 @@ def verify_rows(
     after: tuple[int, str, str, str] | None = None,
     checkpoints: Sequence[Checkpoint] = (),
     ordered_ids: bool = True,
+    frontier: merkle.Frontier | None = None,
 ) -> ChainReport:
     """Verify one chain given in seq order; raises :class:`ChainBroken` at the first break.
 
     ``checkpoint`` / ``checkpoints``: the chain must match each one's root at
     its size (one pass whatever their number). ``after`` (seq, hash, id,
     timestamp of a trusted head) checks only a continuation of the chain; the
-    Merkle root reported is then meaningless. ``ordered_ids=False`` skips the
+    Merkle root reported is meaningless unless ``frontier`` (the trusted tree of
+    the entries up to ``after``) is given too. ``ordered_ids=False`` skips the
     id-order check, for logs whose ids are not monotonic (the hosted service's).
     """
-    frontier = merkle.Frontier()
+    frontier = frontier if frontier is not None else merkle.Frontier()
     pending = sorted([*checkpoints, *([checkpoint] if checkpoint is not None else [])],
                      key=lambda c: c.size)
     largest = pending[-1] if pending else None
@@ -92,8 +95,8 @@ def verify_rows(
             raise ChainBroken(1, "rewritten", "the checkpoint's root does not match an empty log")
     pending = [c for c in pending if c.size > 0]
     prev: tuple[int, str, str, str] | None = after  # seq, hash, id, timestamp
-    before_prev_hash: str | None = None
-    count = 0
+    before_prev: object = _UNSET  # the link of the entry before prev (None is a real value)
+    count = frontier.size
     for (seq, text, stored_hash), following in _with_next(rows):
         expected = prev[0] + 1 if prev else 1
         if seq != expected:
@@ -105,7 +108,7 @@ def verify_rows(
             if following is not None and prev_hash == following[2]:
                 raise ChainBroken(seq, "order_changed",
                                   f"entry {seq} links to the entry stored after it (entries swapped)")
-            if prev is not None and before_prev_hash is not None and prev_hash == before_prev_hash:
+            if prev is not None and before_prev is not _UNSET and prev_hash == before_prev:
                 raise ChainBroken(prev[0], "inserted",
                                   f"entry {prev[0]} is not part of the chain (entry {seq} skips it)")
             raise ChainBroken(seq, "link_broken", "prevHash does not match the previous entry's hash")
@@ -119,7 +122,7 @@ def verify_rows(
             if frontier.root() != pending.pop(0).root_hash:
                 raise ChainBroken(seq, "rewritten",
                                   f"the first {seq} entries do not match the checkpoint's Merkle root")
-        before_prev_hash = prev[1] if prev else None
+        before_prev = prev[1] if prev else None
         prev = (seq, stored_hash, entry_id, timestamp)
         if progress is not None and count % 10_000 == 0:
             progress(count)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
@@ -143,8 +144,10 @@ def create(ledger: Ledger, developer_id: str) -> dict[str, Any]:
                 raise errors.ChainBroken(prev["size"], "rewritten",
                                          "the log no longer matches the previous checkpoint")
         start = prev["size"] + 1 if prev is not None else 1
-        _verify_since(ledger, developer_id, start, prev)
-        root = merkle.root(size, get)
+        root = _verify_since(ledger, developer_id, start, prev, get)
+        if merkle.root(size, get) != root:
+            raise errors.ChainBroken(size, "rewritten",
+                                     "the stored Merkle tree does not match the entries")
         checkpoint = Checkpoint(origin(ledger, developer_id), size, root, iso(ledger.now()))
         row = {
             "id": new_secret("ckpt_")[:29], "developer_id": developer_id, "size": size,
@@ -160,13 +163,21 @@ def create(ledger: Ledger, developer_id: str) -> dict[str, Any]:
     return _to_dict(row)
 
 
-def _verify_since(ledger: Ledger, developer_id: str, start: int, prev: sqlite3.Row | None) -> None:
-    """Check the entries after the previous checkpoint link on from its head."""
-    after = None
+def _verify_since(ledger: Ledger, developer_id: str, start: int, prev: sqlite3.Row | None,
+                  get: merkle.NodeGetter) -> bytes:
+    """Check the entries after the previous checkpoint and return the root over all entries.
+
+    The tree up to the previous checkpoint is trusted only because its stored
+    subtrees fold to the root that checkpoint signed (checked by the caller);
+    every leaf after it is recomputed from the entries themselves.
+    """
+    after, frontier = None, merkle.Frontier()
     if prev is not None and prev["size"] > 0:
         after = (prev["size"], prev["head_hash"], prev["head_entry_id"], prev["head_timestamp"])
+        frontier = merkle.Frontier.at(prev["size"], get)
     with contextlib.closing(ledger_rows(ledger, developer_id, start)) as rows:
-        verify_rows(rows, developer_id=developer_id, after=after)
+        verify_rows(rows, developer_id=developer_id, after=after, frontier=frontier)
+    return frontier.root()
 
 
 def list_checkpoints(ledger: Ledger, developer_id: str) -> list[dict[str, Any]]:
@@ -209,6 +220,12 @@ def verify_proof(proof: Any, verifier: str) -> Checkpoint:
         raise ProofInvalid("proof is missing fields or has malformed ones") from None
     if entry_hash != proof.get("entryHash"):
         raise ProofInvalid("the entry's bytes do not hash to entryHash")
+    try:
+        named = json.loads(preimage).get("id")
+    except ValueError:
+        raise ProofInvalid("the proof's preimage is not an audit entry") from None
+    if named != proof.get("entryId") or proof.get("seq") != index + 1:
+        raise ProofInvalid("the proof names another entry (entryId or seq) than the one it proves")
     if size != checkpoint.size:
         raise ProofInvalid("the proof's tree size is not the checkpoint's")
     if not merkle.verify_inclusion(index, size, merkle.leaf_hash(entry_hash), path, checkpoint.root_hash):

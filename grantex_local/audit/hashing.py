@@ -34,11 +34,21 @@ def js_string(value: str) -> str:
     ``encode_basestring`` is the C escaper behind ``json.dumps(ensure_ascii=False)``;
     ids, DIDs and actions repeat from entry to entry, hence the cache.
     """
-    text: str = encode_basestring(value)
     if not value.isascii() and _SURROGATE.search(value):
+        value = js_code_points(value)
+        text: str = encode_basestring(value)
         # Lone surrogates: JavaScript writes them as \\udxxx escapes.
-        text = "".join(f"\\u{ord(c):04x}" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
-    return text
+        return "".join(f"\\u{ord(c):04x}" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    return str(encode_basestring(value))
+
+
+def js_code_points(value: str) -> str:
+    """Join surrogate pairs into one character, as a JavaScript string holds them.
+
+    Python can hold "\\ud83d\\ude00" as two code points; to JavaScript it is one
+    emoji, and the reference hashes the emoji's UTF-8 bytes.
+    """
+    return value.encode("utf-16-be", "surrogatepass").decode("utf-16-be", "surrogatepass")
 
 
 def js_number(value: int | float) -> str:
@@ -48,7 +58,10 @@ def js_number(value: int | float) -> str:
     if isinstance(value, int):
         if abs(value) < 2**53:
             return str(value)
-        value = float(value)  # JavaScript only has doubles
+        try:
+            value = float(value)  # JavaScript only has doubles
+        except OverflowError:
+            raise InvalidInput("metadata numbers must fit in a double (JavaScript's number)") from None
     if not math.isfinite(value):
         raise InvalidInput("metadata numbers must be finite (no NaN or Infinity)")
     if value == 0:
@@ -92,6 +105,10 @@ def canonical_json(value: Any, _depth: int = 0) -> str:
     if isinstance(value, Mapping):
         if not all(isinstance(key, str) for key in value):
             raise InvalidInput("metadata object keys must be strings")
+        if not all(k.isascii() for k in value) and any(_SURROGATE.search(k) for k in value):
+            joined = {js_code_points(k) for k in value}
+            if len(joined) != len(value):
+                raise InvalidInput("metadata has two spellings of the same key")
         # Code-point order is UTF-16 order unless a key has a character beyond U+FFFF.
         keys = sorted(value) if all(k.isascii() for k in value) else sorted(value, key=_utf16_key)
         return "{" + ",".join(f"{js_string(k)}:{canonical_json(value[k], _depth + 1)}" for k in keys) + "}"

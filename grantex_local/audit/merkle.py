@@ -113,6 +113,18 @@ class Frontier:
         self.size = 0
         self._stack: list[bytes] = []
 
+    @classmethod
+    def at(cls, size: int, get: NodeGetter) -> Frontier:
+        """The frontier of the first ``size`` leaves, from their perfect subtrees."""
+        frontier = cls()
+        start = 0
+        for level in range(size.bit_length() - 1, -1, -1):
+            if size & (1 << level):
+                frontier._stack.append(get(level, start >> level))
+                start += 1 << level
+        frontier.size = size
+        return frontier
+
     def append(self, leaf: bytes) -> None:
         h, i = leaf, self.size
         while i & 1:

@@ -92,6 +92,8 @@ def parse(text: str) -> tuple[Checkpoint, list[tuple[str, bytes]]]:
             raw = base64.b64decode(blob, validate=True)
         except ValueError:
             raise CheckpointInvalid("malformed signature line") from None
+        if base64.b64encode(raw).decode() != blob:  # one spelling only: unused bits must be zero
+            raise CheckpointInvalid("malformed signature line (non-canonical base64)")
         signatures.append((name, raw))
     return checkpoint, signatures
 
