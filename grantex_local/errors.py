@@ -176,3 +176,4 @@ class ChainBroken(GrantexLocalError):
         super().__init__(f"audit chain broken at seq {seq} ({reason}): {message}")
         self.seq = seq
         self.reason = reason
+        self.detail = message

@@ -670,6 +670,9 @@ def test_the_command_set() -> None:
         *(f"policies {c}" for c in ("create", "list", "show", "update", "delete")),
         *(f"keys {c}" for c in ("rotate", "jwks", "list")),
         *(f"developers {c}" for c in ("list", "create", "create-key")),
+        *(f"audit {c}" for c in ("list", "show", "log", "verify", "checkpoint", "checkpoints", "prove",
+                                 "verify-proof", "public-key")),
+        "export", "verify-export",
     }
 
 

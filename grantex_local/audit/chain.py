@@ -52,9 +52,12 @@ def _linkage(text: str) -> tuple[str, str, str | None]:
             entry_id = text[7:end]
         else:
             entry_id = json.loads(text)["id"]
-        return entry_id, tail["timestamp"], tail["prevHash"]
+        stamp, link = tail["timestamp"], tail["prevHash"]
     except (ValueError, KeyError, TypeError):
         return "", "", "unparseable"
+    if not isinstance(entry_id, str) or not isinstance(stamp, str) or not isinstance(link, str | None):
+        return "", "", "unparseable"
+    return entry_id, stamp, link
 
 
 def _with_next(rows: Iterable[Row]) -> Iterator[tuple[Row, Row | None]]:

@@ -107,6 +107,13 @@ def _private(ledger: Ledger) -> tuple[str, Ed25519PrivateKey]:
     return row["name"], key
 
 
+def sign_bytes(ledger: Ledger, data: bytes) -> tuple[str, bytes]:
+    """Sign ``data`` with the checkpoint key: (key name, Ed25519 signature). The private key
+    never leaves this module."""
+    name, private = _private(ledger)
+    return name, private.sign(data)
+
+
 def _node_getter(conn: sqlite3.Connection, developer_id: str) -> merkle.NodeGetter:
     return lambda level, index: tree_node(conn, developer_id, level, index)
 
