@@ -38,6 +38,7 @@ import itertools
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -761,3 +762,130 @@ __all__ = [
     "BUNDLE_FILES", "FORMAT", "TABLES", "VERSION", "ExportInvalid", "export_bundle",
     "verify_bundle", "verify_hosted_export",
 ]
+
+
+# ── a bundle as a read-only ledger (the TUI's auditor mode) ──────────────────
+
+
+def bundle_to_ledger(bundle: str | os.PathLike[str], target: str | os.PathLike[str], *,
+                     verifier_key: str | None = None) -> dict[str, Any]:
+    """Verify a bundle, then load it into a new ledger file at ``target`` for browsing.
+
+    The copy holds no private keys (the bundle has none): the key columns that
+    require bytes get empty ones, so anything that would sign fails. The file
+    is left without write permission, so :class:`Ledger` opens it read-only
+    and every write is refused. Returns the verification summary.
+    """
+    from . import ledger as ledger_module
+    from .audit import merkle
+    from .audit.trail import STORED_LEVEL
+    from .migrations import SCHEMA_VERSION, apply_migrations
+
+    directory = Path(bundle)
+    if not directory.is_dir():
+        raise ExportInvalid(str(directory), "a bundle directory is needed to browse (not a single file)")
+    summary = verify_bundle(directory, verifier_key=verifier_key)
+    out = Path(target)
+    if out.exists():
+        raise InvalidInput(f"{out} already exists")
+    manifest = json.loads((directory / MANIFEST).read_text())
+    conn = sqlite3.connect(out, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        apply_migrations(conn, 0)
+        conn.execute(f"PRAGMA application_id = {ledger_module.APPLICATION_ID}")
+        settings = dict(ledger_module.SETTINGS_DEFAULTS, issuer=manifest.get("issuer") or
+                        ledger_module.DEFAULT_ISSUER, ledger_id=manifest.get("ledgerId") or "",
+                        created_at=manifest.get("createdAt") or "", export_of=str(directory.resolve()))
+        conn.executemany("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", settings.items())
+        _load_rows(conn, directory, manifest)
+        for dev in [r[0] for r in conn.execute("SELECT DISTINCT developer_id FROM audit_entries")]:
+            _load_merkle(conn, dev, merkle, STORED_LEVEL)
+        conn.execute("COMMIT")
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    except BaseException:
+        conn.close()
+        out.unlink(missing_ok=True)
+        raise
+    conn.close()
+    out.chmod(0o400)
+    return summary
+
+
+def _load_rows(conn: sqlite3.Connection, directory: Path, manifest: Mapping[str, Any]) -> None:
+    def rows(table: str) -> Iterator[dict[str, Any]]:
+        for _, row in _jsonl(directory, f"{table}.jsonl"):
+            yield row
+
+    dumps = json.dumps
+    conn.executemany(
+        "INSERT INTO developers (id, name, sandbox, is_default, created_at) VALUES (?, ?, ?, ?, ?)",
+        ((r["id"], r["name"], int(r["sandbox"]), int(r["isDefault"]), r["createdAt"])
+         for r in rows("developers")))
+    for r in rows("agents"):
+        conn.execute(
+            "INSERT INTO agents (id, developer_id, did, name, description, scopes, redirect_uris, status, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (r["id"], r["developerId"], r["did"], r["name"], r["description"] or "", dumps(r["scopes"]),
+             dumps(r.get("redirectUris") or []), r["status"], r["createdAt"], r["updatedAt"]))
+        if r.get("publicJwk") and r.get("keyThumbprint"):
+            conn.execute("INSERT INTO agent_keys (agent_id, kid, public_jwk, encrypted, created_at) "
+                         "VALUES (?, ?, ?, 0, ?)",
+                         (r["id"], r["keyThumbprint"], dumps(r["publicJwk"]), r["updatedAt"]))
+    for jwk in json.loads((directory / JWKS).read_text()).get("keys", []):
+        conn.execute("INSERT INTO signing_keys (kid, alg, private_pem, encrypted, public_jwk, created_at) "
+                     "VALUES (?, 'RS256', x'', 0, ?, ?)", (jwk["kid"], dumps(jwk), manifest.get("createdAt")))
+    # Parents before children: grants come out in issue order, and a child is issued after its parent.
+    conn.executemany(
+        "INSERT INTO grants (id, developer_id, agent_id, principal_id, scopes, audience, parent_grant_id, "
+        "delegation_depth, issued_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ((r["id"], r["developerId"], r["agentId"], r["principalId"], dumps(r["scopes"]), r.get("audience"),
+          r.get("parentGrantId"), r["delegationDepth"], r["issuedAt"], r["expiresAt"], r.get("revokedAt"))
+         for r in rows("grants")))
+    conn.executemany(
+        "INSERT INTO tokens (jti, grant_id, kid, issued_at, expires_at, revoked_at, refresh_used_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ((r["jti"], r["grantId"], r["kid"], r["issuedAt"], r["expiresAt"], r.get("revokedAt"),
+          r.get("refreshUsedAt")) for r in rows("tokens")))
+    conn.executemany(
+        "INSERT INTO auth_requests (id, developer_id, agent_id, principal_id, scopes, expires_in, status, "
+        "created_at, expires_at, decided_at, decided_by, policy_id, grant_id, redirect_uri, state, audience) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ((r["id"], r["developerId"], r["agentId"], r["principalId"], dumps(r["scopes"]), r["expiresIn"],
+          r["status"], r["createdAt"], r["expiresAt"], r.get("decidedAt"), r.get("decidedBy"),
+          r.get("policyId"), r.get("grantId"), r.get("redirectUri"), r.get("state"), r.get("audience"))
+         for r in rows("auth_requests")))
+    conn.executemany(
+        "INSERT INTO policies (id, developer_id, name, effect, priority, agent_id, principal_id, scopes, "
+        "time_window, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ((r["id"], r["developerId"], r["name"], r["effect"], r["priority"], r.get("agentId"),
+          r.get("principalId"), dumps(r["scopes"]) if r.get("scopes") is not None else None,
+          dumps(r["timeWindow"]) if r.get("timeWindow") is not None else None, r["createdAt"],
+          r["updatedAt"]) for r in rows("policies")))
+    conn.executemany("INSERT INTO audit_entries (seq, preimage, hash) VALUES (?, ?, ?)",
+                     ((r["seq"], r["preimage"], r["hash"]) for r in rows(AUDIT_TABLE)))
+    conn.executemany(
+        "INSERT INTO audit_checkpoints (id, developer_id, size, root_hash, head_entry_id, head_hash, "
+        "head_timestamp, timestamp, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ((r["checkpointId"], r["developerId"], r["entryCount"], r["rootHash"], r.get("headEntryId"),
+          r.get("headHash"), r.get("headTimestamp"), r["timestamp"], r["signedCheckpoint"])
+         for r in rows(CHECKPOINT_TABLE)))
+    name, public = checkpoints.parse_verifier_key(manifest["checkpointKey"])
+    conn.execute("INSERT INTO checkpoint_keys (name, public_key, private_pem, encrypted, created_at) "
+                 "VALUES (?, ?, x'', 0, ?)", (name, note.public_key_bytes(public), manifest.get("createdAt")))
+
+
+def _load_merkle(conn: sqlite3.Connection, developer_id: str, merkle: Any, stored_level: int) -> None:
+    """Rebuild the stored Merkle nodes of one chain, holding only the tree's right edge in memory."""
+    pending: dict[tuple[int, int], bytes] = {}
+    cursor = conn.execute("SELECT seq, hash FROM audit_entries WHERE developer_id = ? ORDER BY seq",
+                          (developer_id,))
+    batch: list[tuple[str, int, int, bytes]] = []
+    for seq, digest in cursor.fetchall():
+        for level, index, h in merkle.new_nodes(seq - 1, merkle.leaf_hash(digest),
+                                                lambda lv, ix: pending.pop((lv, ix))):
+            if index % 2 == 0:
+                pending[(level, index)] = h  # a left sibling, needed once later
+            if level >= stored_level:
+                batch.append((developer_id, level, index, h))
+    conn.executemany("INSERT INTO audit_merkle (developer_id, level, idx, hash) VALUES (?, ?, ?, ?)", batch)

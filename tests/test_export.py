@@ -620,3 +620,46 @@ def test_a_large_export_streams_and_verifies(gx: Grantex, tmp_path: Path) -> Non
     assert summary["entries"] == count_entries(gx.ledger) > 20_000
     # Neither side holds the entries in memory: the peak is a fraction of the file.
     assert export_peak < size / 4 and verify_peak < size / 4, (export_peak, verify_peak, size)
+
+
+# ── a bundle loaded as a read-only ledger (the TUI's auditor mode) ──────────
+
+
+def test_bundle_to_ledger_is_a_faithful_read_only_copy(tmp_path: Path) -> None:
+    from grantex_local import Grantex, Ledger, LedgerReadOnly
+    from grantex_local.demo import run_demo
+    from grantex_local.export import bundle_to_ledger, export_bundle
+
+    source = tmp_path / "source.db"
+    run_demo(source, seed=3)
+    with Grantex(source, create=False) as gx:
+        gx.audit.checkpoint()
+        export_bundle(gx.ledger, tmp_path / "bundle")
+        grants_before = [g.to_dict() for g in gx.grants.list().grants]
+        entries_before = [e.hash for e in gx.audit.list(page_size=10_000)]
+        key = gx.audit.public_key()
+    summary = bundle_to_ledger(tmp_path / "bundle", tmp_path / "copy.db", verifier_key=key)
+    assert summary["valid"] and summary["keySource"] != "bundle"
+    with Grantex(Ledger(tmp_path / "copy.db", create=False)) as copy:
+        assert copy.ledger.readonly
+        assert [g.to_dict() for g in copy.grants.list().grants] == grants_before
+        assert [e.hash for e in copy.audit.list(page_size=10_000)] == entries_before
+        stored = copy.audit.checkpoints()[-1]["signedCheckpoint"]
+        copy.audit.verify(checkpoint=stored)
+        with pytest.raises(LedgerReadOnly):
+            copy.agents.register(name="x", scopes=[])
+
+
+def test_bundle_to_ledger_refuses_a_tampered_bundle(tmp_path: Path) -> None:
+    from grantex_local import ChainBroken, Grantex
+    from grantex_local.export import ExportInvalid, bundle_to_ledger, export_bundle
+
+    with Grantex(tmp_path / "s.db") as gx:
+        agent = gx.agents.register(name="a", scopes=[])
+        export_bundle(gx.ledger, tmp_path / "bundle")
+        del agent
+    target = tmp_path / "bundle" / "agents.jsonl"
+    target.write_bytes(target.read_bytes().replace(b'"a"', b'"b"'))
+    with pytest.raises((ExportInvalid, ChainBroken)):
+        bundle_to_ledger(tmp_path / "bundle", tmp_path / "copy.db")
+    assert not (tmp_path / "copy.db").exists()
