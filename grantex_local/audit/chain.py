@@ -35,7 +35,7 @@ class ChainReport:
     developer_id: str
     entries: int
     head_hash: str | None
-    root_hash: str
+    root_hash: str | None
     checkpoint_size: int | None = None
 
     def to_dict(self) -> dict[str, object]:
@@ -44,8 +44,20 @@ class ChainReport:
 
 
 def _linkage(text: str) -> tuple[str, str, str | None]:
-    """(entry id, timestamp, prevHash) of a preimage without parsing the metadata."""
+    """(entry id, timestamp, prevHash) of a preimage without parsing the metadata.
+
+    The common shape (written by this ledger) is sliced directly; anything
+    else goes through the JSON parser below.
+    """
     cut = text.rfind(_TAIL)  # the top-level field is the last one: metadata comes before it
+    if cut > 0 and text.startswith('{"id":"'):
+        stamp_end = text.find('"', cut + 13)
+        id_end = text.find('"', 7)
+        rest = text[stamp_end:stamp_end + 81]  # '","prevHash":"' + 64 hex + '","'
+        if rest.startswith('","prevHash":null,') and "\\" not in text[7:id_end]:
+            return text[7:id_end], text[cut + 13:stamp_end], None
+        if rest.startswith('","prevHash":"') and rest.endswith('","') and "\\" not in text[7:id_end]:
+            return text[7:id_end], text[cut + 13:stamp_end], rest[14:78]
     try:
         tail = json.loads("{" + text[cut:]) if cut > 0 else json.loads(text)
         if text.startswith('{"id":"') and (end := text.find('"', 7)) > 0 and "\\" not in text[7:end]:
@@ -79,6 +91,7 @@ def verify_rows(
     checkpoints: Sequence[Checkpoint] = (),
     ordered_ids: bool = True,
     frontier: merkle.Frontier | None = None,
+    with_root: bool = True,
 ) -> ChainReport:
     """Verify one chain given in seq order; raises :class:`ChainBroken` at the first break.
 
@@ -88,6 +101,8 @@ def verify_rows(
     Merkle root reported is meaningless unless ``frontier`` (the trusted tree of
     the entries up to ``after``) is given too. ``ordered_ids=False`` skips the
     id-order check, for logs whose ids are not monotonic (the hosted service's).
+    ``with_root=False`` skips the Merkle tree (two SHA-256 per entry) when no
+    checkpoint needs it; the report's root is then None.
     """
     frontier = frontier if frontier is not None else merkle.Frontier()
     pending = sorted([*checkpoints, *([checkpoint] if checkpoint is not None else [])],
@@ -97,6 +112,8 @@ def verify_rows(
         if empty.root_hash != merkle.root_of([]):
             raise ChainBroken(1, "rewritten", "the checkpoint's root does not match an empty log")
     pending = [c for c in pending if c.size > 0]
+    with_root = with_root or bool(pending)
+    leaf_hash, append = merkle.leaf_hash, frontier.append
     prev: tuple[int, str, str, str] | None = after  # seq, hash, id, timestamp
     before_prev: object = _UNSET  # the link of the entry before prev (None is a real value)
     count = frontier.size
@@ -119,7 +136,8 @@ def verify_rows(
             raise ChainBroken(seq, "order_changed", "entry ids are out of order")
         if prev is not None and timestamp < prev[3]:
             raise ChainBroken(seq, "timestamp_backwards", f"{timestamp} is before {prev[3]}")
-        frontier.append(merkle.leaf_hash(stored_hash))
+        if with_root:
+            append(leaf_hash(stored_hash))
         count += 1
         while pending and pending[0].size == count:
             if frontier.root() != pending.pop(0).root_hash:
@@ -134,7 +152,8 @@ def verify_rows(
                           f"the checkpoint commits to {largest.size} entries, the log has {count}")
     if progress is not None:
         progress(count)
-    return ChainReport(developer_id, count, prev[1] if prev else None, frontier.root().hex(),
+    return ChainReport(developer_id, count, prev[1] if prev else None,
+                       frontier.root().hex() if with_root else None,
                        largest.size if largest is not None else None)
 
 
@@ -163,7 +182,8 @@ def verify_chain(
     rows = ledger_rows(ledger, developer_id)
     try:
         with ledger.read():
-            return verify_rows(rows, developer_id=developer_id, checkpoint=checkpoint, progress=progress)
+            return verify_rows(rows, developer_id=developer_id, checkpoint=checkpoint, progress=progress,
+                               with_root=checkpoint is not None)
     except sqlite3.Error as exc:
         raise translate(exc, ledger.path) from None
     finally:
