@@ -237,3 +237,150 @@ def tree(ledger: Ledger, developer_id: str | None, root_id: str | None = None) -
         else:
             roots.append(node)
     return roots
+
+
+# ── reads for browsing the delegation forest (the TUI) ───────────────────────
+
+BROWSE_STATUSES = ("active", "revoked", "expired", "suspended")
+"""What a grant browser shows per grant: its own status, or ``suspended`` when the grant is
+active but its agent is suspended (``deleted`` for a deleted agent's active grant)."""
+
+
+def browse_status(grant_status: str, agent_status: str) -> str:
+    """One status per node, the most decisive first: revoked, expired, then the agent's state.
+
+    A browser needs one badge per grant; an active grant whose agent is suspended
+    cannot be used, so showing it as plainly "active" would mislead.
+    """
+    if grant_status != "active" or agent_status == "active":
+        return grant_status
+    return "suspended" if agent_status == "suspended" else "deleted"
+
+
+def _browse_where(
+    now: str,
+    *,
+    developer_id: str | None,
+    principal_id: str | None,
+    agent_id: str | None,
+    status: str | None,
+    scope: str | None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (over ``grants g JOIN agents a``) shared by the browse queries."""
+    sql, params = " WHERE 1 = 1", []
+    for column, value in (("g.developer_id", developer_id), ("g.principal_id", principal_id),
+                          ("g.agent_id", agent_id)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            params.append(value)
+    if status is not None:
+        if status not in BROWSE_STATUSES:
+            raise errors.InvalidInput(
+                f"status must be one of {', '.join(BROWSE_STATUSES)}, not {status!r}")
+        if status == "revoked":
+            sql += " AND g.revoked_at IS NOT NULL"
+        elif status == "expired":
+            sql += " AND g.revoked_at IS NULL AND g.expires_at <= ?"
+            params.append(now)
+        else:
+            sql += " AND g.revoked_at IS NULL AND g.expires_at > ? AND a.status " + (
+                "= 'active'" if status == "active" else "= 'suspended'")
+            params.append(now)
+    if scope is not None:
+        if not isinstance(scope, str) or not scope or len(scope) > 256:
+            raise errors.InvalidInput("scope filter must be a non-empty string of at most 256 characters")
+        escaped = scope.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        sql += (" AND EXISTS (SELECT 1 FROM json_each(g.scopes) s"
+                " WHERE s.value = ? OR s.value LIKE ? ESCAPE '\\')")
+        params += [scope, escaped + ":%"]
+    return sql, params
+
+
+def principal_summaries(
+    ledger: Ledger,
+    developer_id: str | None = None,
+    *,
+    principal_id: str | None = None,
+    agent_id: str | None = None,
+    status: str | None = None,
+    scope: str | None = None,
+    limit: int = 500,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """The principals holding grants that match, with counts, and how many principals match in all.
+
+    The first level of a lazily loaded grant tree: one grouped query, so a ledger
+    with 100,000 grants lists its principals without reading any grant into Python.
+    Each item: ``developerId, principalId, grants, roots, active`` (counts of the
+    matching grants). ``scope`` matches a scope exactly or as a prefix ending at ``:``
+    (``payments`` matches ``payments:initiate:max_500``).
+    """
+    now = iso(ledger.now())
+    where, params = _browse_where(now, developer_id=developer_id, principal_id=principal_id,
+                                  agent_id=agent_id, status=status, scope=scope)
+    grouped = (f"FROM grants g JOIN agents a ON a.id = g.agent_id{where} "
+               "GROUP BY g.developer_id, g.principal_id")
+    with ledger.read() as conn:
+        rows = conn.execute(
+            "SELECT g.developer_id, g.principal_id, count(*) AS grants, "
+            "sum(g.parent_grant_id IS NULL) AS roots, "
+            f"sum(g.revoked_at IS NULL AND g.expires_at > ?) AS active {grouped} "
+            "ORDER BY g.principal_id, g.developer_id LIMIT ? OFFSET ?",
+            [now, *params, limit, offset]).fetchall()
+        total = conn.execute(f"SELECT count(*) FROM (SELECT 1 {grouped})", params).fetchone()[0]
+    return [{"developerId": r["developer_id"], "principalId": r["principal_id"], "grants": r["grants"],
+             "roots": r["roots"], "active": r["active"]} for r in rows], total
+
+
+def browse_grants(
+    ledger: Ledger,
+    developer_id: str | None = None,
+    *,
+    principal_id: str | None = None,
+    parent_grant_id: str | None = None,
+    roots_only: bool = False,
+    grant_id: str | None = None,
+    agent_id: str | None = None,
+    status: str | None = None,
+    scope: str | None = None,
+    limit: int = 200,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of grants for a lazily loaded tree, and how many match in all.
+
+    Each item is :meth:`Grant.to_dict` plus what a tree node shows without
+    another query: ``agentName``, ``agentStatus``, ``browseStatus`` (see
+    :func:`browse_status`) and ``children`` (direct delegations, any status).
+    Filters are those of :func:`principal_summaries`; ``grant_id`` narrows to one grant.
+    """
+    now = iso(ledger.now())
+    where, params = _browse_where(now, developer_id=developer_id, principal_id=principal_id,
+                                  agent_id=agent_id, status=status, scope=scope)
+    if parent_grant_id is not None:
+        where += " AND g.parent_grant_id = ?"
+        params.append(parent_grant_id)
+    if roots_only:
+        where += " AND g.parent_grant_id IS NULL"
+    if grant_id is not None:
+        where += " AND g.id = ?"
+        params.append(grant_id)
+    with ledger.read() as conn:
+        rows = conn.execute(
+            f"{_SELECT}{where} ORDER BY g.issued_at, g.id LIMIT ? OFFSET ?", [*params, limit, offset],
+        ).fetchall()
+        total = conn.execute(
+            f"SELECT count(*) FROM grants g JOIN agents a ON a.id = g.agent_id{where}", params,
+        ).fetchone()[0]
+        ids = [r["id"] for r in rows]
+        marks = ",".join("?" * len(ids))
+        children = dict(conn.execute(
+            f"SELECT parent_grant_id, count(*) FROM grants WHERE parent_grant_id IN ({marks}) "
+            "GROUP BY parent_grant_id", ids).fetchall()) if ids else {}
+    out = []
+    for r in rows:
+        item = from_row(r, now).to_dict()
+        item.update(agentName=r["agent_name"], agentStatus=r["agent_status"],
+                    browseStatus=browse_status(item["status"], r["agent_status"]),
+                    children=children.get(r["id"], 0))
+        out.append(item)
+    return out, total

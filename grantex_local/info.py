@@ -39,7 +39,8 @@ def summary(ledger: Ledger) -> dict[str, Any]:
                 "SELECT count(*) FROM grants WHERE revoked_at IS NULL AND expires_at > ?", now),
             "tokens": count("SELECT count(*) FROM tokens"),
             "liveTokens": count(
-                "SELECT count(*) FROM tokens WHERE revoked_at IS NULL AND expires_at > ?", now),
+                "SELECT count(*) FROM tokens t JOIN grants g ON g.id = t.grant_id "
+                "WHERE t.revoked_at IS NULL AND t.expires_at > ? AND g.revoked_at IS NULL", now),
             "pendingRequests": count(
                 "SELECT count(*) FROM auth_requests WHERE status = 'pending' AND expires_at > ?", now),
             "auditEntries": count("SELECT count(*) FROM audit_entries"),

@@ -345,3 +345,21 @@ def refresh(ledger: Ledger, developer_id: str, *, refresh_token: str, agent_id: 
     raise errors.RefreshTokenReused(
         f"refresh token was already used: every live token of grant {reused_grant} has been revoked"
     )
+
+
+def live_tokens(ledger: Ledger, grant_id: str) -> list[dict[str, Any]]:
+    """The grant's tokens that are neither revoked nor expired, while the grant itself is unrevoked.
+
+    Each: ``jti, issuedAt, expiresAt, delegatedGrants`` (unrevoked grants delegated
+    directly from that token: revoking the token revokes them and their subtrees).
+    What a person deciding to revoke one token needs to see; read-only.
+    """
+    now_iso = iso(ledger.now())
+    rows = ledger.query(
+        "SELECT t.jti, t.issued_at, t.expires_at, (SELECT count(*) FROM grants c "
+        " WHERE c.parent_token_id = t.jti AND c.revoked_at IS NULL) AS delegated "
+        "FROM tokens t JOIN grants g ON g.id = t.grant_id WHERE t.grant_id = ? "
+        "AND t.revoked_at IS NULL AND t.expires_at > ? AND g.revoked_at IS NULL "
+        "ORDER BY t.issued_at, t.jti", (grant_id, now_iso))
+    return [{"jti": r["jti"], "issuedAt": r["issued_at"], "expiresAt": r["expires_at"],
+             "delegatedGrants": r["delegated"]} for r in rows]

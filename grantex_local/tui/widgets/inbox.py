@@ -1,0 +1,130 @@
+"""The consent inbox: requests waiting for a human, and everything the spec says a consent screen shows.
+
+PROTOCOL §5 step 4: a human approves or denies "on the consent page, in the
+TUI, or with the CLI". The detail pane shows the agent (name, description,
+DID), the developer asking, every scope with its description, how long the
+access would last and when the request itself expires, all from the library's
+``consent_details``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import DataTable, Static
+
+from ..data import RequestRow, TuiData
+from ..format import relative, short_id, when
+from ..jobs import db_job
+from .tree import MOVE
+
+
+class RequestTable(DataTable[Any]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", "Down", group=MOVE),
+        Binding("k", "cursor_up", "Up", group=MOVE),
+    ]
+
+
+def render_consent(details: dict[str, Any], now: float) -> RenderableType:
+    request, agent, developer = details["request"], details["agent"], details["developer"]
+    head = Text(agent["name"], style="bold")
+    head.append(" wants access for ")
+    head.append(request["principalId"], style="bold")
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("Agent", f"{agent['name']}  {agent['did']}")
+    if agent.get("description"):
+        grid.add_row("", Text(agent["description"], style="italic"))
+    if agent.get("status") != "active":
+        grid.add_row("", Text(f"agent is {agent['status']}: approving will be refused", style="bold magenta"))
+    grid.add_row("Developer", f"{developer['name']}  ({developer['id']})")
+    grid.add_row("Principal", request["principalId"])
+    grid.add_row("Access lasts", f"{details['grantExpiresIn']} from when the agent exchanges the code")
+    grid.add_row("Request expires", when(details["requestExpiresAt"], now))
+    if request.get("redirectUri"):
+        grid.add_row("Redirect", request["redirectUri"])
+    grid.add_row("Request", request["authRequestId"])
+    scopes = Table.grid(padding=(0, 2))
+    scopes.add_column(style="cyan", no_wrap=True)
+    scopes.add_column(overflow="fold")
+    for item in details["scopes"]:
+        scopes.add_row(item["scope"], item["description"])
+    return Group(head, grid, Text(f"\nIt asks to ({len(details['scopes'])} scopes):", style="bold"), scopes)
+
+
+class ConsentInbox(Vertical):
+    """Pending requests (every developer) above the consent detail of the highlighted one."""
+
+    def __init__(self, data: TuiData, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.data_source = data
+        self.rows: tuple[RequestRow, ...] = ()
+        self.details: dict[str, Any] | None = None
+        self.loaded_once = False
+
+    def compose(self) -> ComposeResult:
+        table = RequestTable(id="requests", cursor_type="row", zebra_stripes=True)
+        table.border_title = "Waiting for your decision"
+        yield table
+        with VerticalScroll(id="consent-detail"):
+            yield Static(Text("No request selected.", style="dim"), id="consent-body")
+
+    def on_mount(self) -> None:
+        table = self.query_one(RequestTable)
+        for label, key in (("Agent", "agent"), ("Developer", "developer"), ("Principal", "principal"),
+                           ("Scopes", "scopes"), ("Lasts", "lasts"), ("Request expires", "expires"),
+                           ("Request", "id")):
+            table.add_column(label, key=key)
+
+    @property
+    def selected(self) -> RequestRow | None:
+        table = self.query_one(RequestTable)
+        if not self.rows or table.cursor_row < 0 or table.cursor_row >= len(self.rows):
+            return None
+        return self.rows[table.cursor_row]
+
+    def reload(self) -> None:
+        db_job(self, self.data_source.pending_requests, self._show, group="inbox", exclusive=True)
+
+    def _show(self, rows: tuple[RequestRow, ...]) -> None:
+        table = self.query_one(RequestTable)
+        keep = self.selected.request.request_id if self.selected else None
+        self.rows = rows
+        table.clear()
+        now = self.data_source.now()
+        for r in rows:
+            q = r.request
+            table.add_row(r.agent_name, r.developer_name, q.principal_id, str(len(q.scopes)), q.expires_in,
+                          relative(q.expires_at, now), short_id(q.request_id), key=q.request_id)
+        table.border_title = f"Waiting for your decision ({len(rows)})"
+        self.loaded_once = True
+        index = next((i for i, r in enumerate(rows) if r.request.request_id == keep), 0)
+        if rows:
+            table.move_cursor(row=index)
+            self._load_details(rows[index].request.request_id)
+        else:
+            self.details = None
+            self.query_one("#consent-body", Static).update(
+                Text("No request is waiting. Requests from non-sandbox developers appear here.",
+                     style="dim"))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        if event.row_key.value is not None:
+            self._load_details(str(event.row_key.value))
+
+    def _load_details(self, request_id: str) -> None:
+        db_job(self, lambda: self.data_source.consent_details(request_id), self._show_details,
+               group="consent", exclusive=True)
+
+    def _show_details(self, details: dict[str, Any]) -> None:
+        self.details = details
+        self.query_one("#consent-body", Static).update(render_consent(details, self.data_source.now()))
