@@ -24,7 +24,7 @@ from grantex_local.audit import checkpoints
 from grantex_local.cli import cli as cli_group
 from grantex_local.export import BUNDLE_FILES
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "audit_hash_vectors.json"
+VECTORS = Path(__file__).resolve().parent / "vectors" / "audit_hash_vectors.json"  # copy of ../shared
 
 
 @pytest.fixture(autouse=True)

@@ -44,7 +44,7 @@ from grantex_local.export import (
 )
 from grantex_local.models import CreatePolicyParams
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "audit_hash_vectors.json"
+VECTORS = Path(__file__).resolve().parent / "vectors" / "audit_hash_vectors.json"  # copy of ../shared
 ALL_FILES = (*BUNDLE_FILES, MANIFEST, SIGNATURE)
 
 
