@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import audit, tui
+from . import audit, server, tui
 from .common import Row, print_table, write_json
 
 
@@ -36,8 +36,10 @@ def main() -> None:
         rows.extend(audit.verify(work, sizes["verify"], repeats=1 if args.smoke else 2))
         if args.smoke:
             rows.extend(tui.first_screen(work, grants=500, audit_entries=500, repeats=1))
+            rows.extend(server.load(work, requests=60))
         else:
             rows.extend(tui.first_screen(work))
+            rows.extend(server.load(work))
     print_table(rows)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "smoke": args.smoke,
             "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,

@@ -1456,3 +1456,29 @@ def tui(bundle: str | None, verifier_key: str | None) -> None:
     from .tui import run  # Textual is imported only here
 
     run(None if bundle is not None else ledger_path(), export=bundle, verifier_key=verifier_key)
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; loopback unless you mean otherwise.")
+@click.option("--port", default=8421, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")
+@click.option("--issuer", default=None, metavar="URL",
+              help="Issuer URL put in every token (default http://HOST:PORT); clients must use it as "
+                   "their base URL for tokens to verify.")
+@click.option("--rate-limit", default=None, type=click.IntRange(min=1), metavar="N",
+              help="Requests per API key per minute (default 600).")
+@click.option("--max-body", default=None, type=click.IntRange(min=1), metavar="BYTES",
+              help="Largest request body accepted (default 1 MiB); larger ones get 413.")
+@click.option("--quiet", is_flag=True, help="No access log.")
+@ledger_option
+def serve_command(host: str, port: int, issuer: str | None, rate_limit: int | None,
+                  max_body: int | None, quiet: bool) -> None:
+    """Serve the Grantex REST API, the consent page and /docs over the ledger (Ctrl+C stops)."""
+    from .server import DEFAULT_MAX_BODY, DEFAULT_RATE_LIMIT, serve  # FastAPI is imported only here
+
+    try:
+        serve(ledger_path(), host, port, issuer, rate_limit=rate_limit or DEFAULT_RATE_LIMIT,
+              max_body=max_body or DEFAULT_MAX_BODY, access_log=not quiet)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -672,7 +672,7 @@ def test_the_command_set() -> None:
         *(f"developers {c}" for c in ("list", "create", "create-key")),
         *(f"audit {c}" for c in ("list", "show", "log", "verify", "checkpoint", "checkpoints", "prove",
                                  "verify-proof", "public-key")),
-        "export", "verify-export", "tui",
+        "export", "verify-export", "tui", "serve",
     }
 
 

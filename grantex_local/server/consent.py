@@ -1,0 +1,208 @@
+"""The consent page a ``consentUrl`` points at (SPEC §14, PROTOCOL §12).
+
+A person sees the agent (name, description), the developer, every requested
+scope by its description (never the raw string), how long access lasts, and
+Deny next to Approve. The decision is a plain HTML form, so it works with a
+keyboard, a screen reader and without JavaScript.
+
+CSRF: the form carries a token that is an HMAC, under a secret made when the
+process starts, of a random per-browser cookie (``HttpOnly``, ``SameSite=Strict``)
+and the request id: a signed double-submit cookie. A cross-site page can neither
+read the token nor send the cookie, and a foreign ``Origin`` is refused too.
+(A page served by one process and posted to another process of the same ledger
+fails that check: the secret is per process. Reload the page to decide.)
+
+After the decision the browser goes to the agent's redirect URI with ``code`` and
+``state`` (or ``error=access_denied``), or, with no redirect URI, the page shows
+the code. Errors on these routes are an HTML page for a browser (``Accept:
+text/html``) and the usual JSON otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from .. import authorization, errors
+from ..clock import parse_iso
+from ..models import ConsentDecision
+from .auth import server_state
+from .errors import error_body, request_id_of
+
+router = APIRouter(include_in_schema=False)
+
+HERE = Path(__file__).parent
+COOKIE = "gxl_consent"
+_SESSION = re.compile(r"[A-Za-z0-9_-]{43}")
+_EXPIRES = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
+_CSS = (HERE / "static" / "consent.css").read_bytes()
+_templates = Environment(loader=FileSystemLoader(HERE / "templates"),
+                         autoescape=select_autoescape(default=True, default_for_string=True))
+
+
+def csrf_token(secret: bytes, session: str, request_id: str) -> str:
+    return hmac.new(secret, f"consent|{session}|{request_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def humanize_duration(expires_in: str) -> str:
+    """``24h`` → ``24 hours``: what the grant lifetime means to a person."""
+    m = _EXPIRES.fullmatch(expires_in or "")
+    if not m:
+        return expires_in
+    n, unit = int(m.group(1)), _UNITS[m.group(2)]
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
+def _readable_time(stamp: str) -> str:
+    try:
+        return datetime.fromtimestamp(parse_iso(stamp), UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return stamp
+
+
+def _security_headers(form_targets: str = "") -> dict[str, str]:
+    """No framing (clickjacking a consent button is the classic attack), no caching of codes,
+    nothing loaded from anywhere but this origin. ``form-action`` must allow the redirect URI's
+    origin: browsers apply it to the redirect that follows the form's POST."""
+    csp = ("default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; "
+           f"frame-ancestors 'none'; form-action 'self'{form_targets}")
+    # same-origin, not no-referrer: under no-referrer browsers send "Origin: null" with the form.
+    return {"Content-Security-Policy": csp, "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
+            "Cache-Control": "no-store"}
+
+
+def _origin(url: str | None) -> str | None:
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+
+
+def _wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _page(request: Request, template: str, status: int = 200, *, form_targets: str = "",
+          **context: Any) -> HTMLResponse:
+    html = _templates.get_template(template).render(issuer=server_state(request).issuer, **context)
+    return HTMLResponse(html, status_code=status, headers=_security_headers(form_targets))
+
+
+def _error(request: Request, status: int, code: str, message: str) -> Response:
+    if not _wants_html(request):
+        return JSONResponse(error_body(status, code, message, request_id_of(request.scope)),
+                            status_code=status, headers={"Cache-Control": "no-store"})
+    heading = {403: "This form cannot be accepted", 404: "No such request",
+               409: "Already decided"}.get(status, "Something went wrong")
+    return _page(request, "result.html", status, kind="error", eyebrow="Authorization request",
+                 heading=heading, lines=[message], request_id_text=request_id_of(request.scope))
+
+
+@router.get("/consent/assets/consent.css")
+def stylesheet() -> Response:
+    return Response(_CSS, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get("/consent/{request_id}", response_model=None)
+def consent_page(request_id: str, request: Request) -> Response:
+    state = server_state(request)
+    try:
+        details = authorization.consent_details(state.ledgers.get(), request_id)
+    except (errors.NotFound, errors.InvalidInput):
+        return _error(request, 404, "NOT_FOUND", "There is no authorization request with this address.")
+    auth_request = details["request"]
+    status = auth_request["status"]
+    if status != "pending":
+        return _error(request, 409, "INVALID_STATE", f"This request is {status}: there is nothing left "
+                      "to decide. Ask the agent to start a new one if you still want to give access.")
+    session = request.cookies.get(COOKIE, "")
+    if not _SESSION.fullmatch(session):
+        session = secrets.token_urlsafe(32)
+    redirect_origin = _origin(auth_request.get("redirectUri"))
+    agent = details["agent"]
+    response = _page(
+        request, "consent.html", form_targets=f" {redirect_origin}" if redirect_origin else "",
+        request_id=request_id, agent=agent, developer=details["developer"],
+        principal=auth_request["principalId"], scopes=details["scopes"],
+        grant_expiry=humanize_duration(details["grantExpiresIn"]),
+        request_expires_at=details["requestExpiresAt"],
+        request_expires_text=_readable_time(details["requestExpiresAt"]),
+        redirect_host=urlsplit(redirect_origin).netloc if redirect_origin else None,
+        agent_inactive=agent["status"] != "active",
+        csrf_token=csrf_token(state.csrf_secret, session, request_id))
+    response.set_cookie(COOKIE, session, httponly=True, samesite="strict", path="/consent",
+                        secure=request.url.scheme == "https")
+    return response
+
+
+def _with_query(uri: str, extra: dict[str, str]) -> str:
+    parts = urlsplit(uri)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(extra.items())
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+
+@router.post("/consent/{request_id}", response_model=None)
+async def consent_decision(request_id: str, request: Request) -> Response:
+    state = server_state(request)
+    origin = request.headers.get("origin")
+    own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    if origin is not None and origin != own:
+        return _error(request, 403, "CSRF_FAILED",
+                      "This decision was sent from another site and was refused.")
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        return _error(request, 403, "CSRF_FAILED", "This decision did not come from the consent form.")
+    try:
+        form = parse_qs((await request.body()).decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        form = {}
+    token = (form.get("csrf_token") or [""])[0]
+    decision = (form.get("decision") or [""])[0]
+    session = request.cookies.get(COOKIE, "")
+    if (not _SESSION.fullmatch(session) or not token
+            or not hmac.compare_digest(token, csrf_token(state.csrf_secret, session, request_id))):
+        return _error(request, 403, "CSRF_FAILED", "This form has expired or did not come from the consent "
+                      "page. Open the request's address again and decide there.")
+    if decision not in ("approve", "deny"):
+        return _error(request, 400, "BAD_REQUEST", "Choose Approve or Deny.")
+
+    def decide() -> ConsentDecision:
+        ledger = state.ledgers.get()
+        if decision == "approve":
+            return authorization.approve(ledger, request_id, decided_by="consent page")
+        return authorization.deny(ledger, request_id, decided_by="consent page")
+
+    try:
+        result = await run_in_threadpool(decide)
+    except errors.NotFound:
+        return _error(request, 404, "NOT_FOUND", "There is no authorization request with this address.")
+    except errors.InvalidState as exc:
+        return _error(request, 409, exc.code, f"{exc.message}. Nothing was changed.")
+    except errors.GrantexLocalError as exc:
+        if exc.status >= 500:
+            raise
+        return _error(request, exc.status, exc.code, exc.message)
+
+    if result.redirect_uri:
+        params = {"code": result.code} if result.code else {"error": "access_denied"}
+        if result.state is not None:
+            params["state"] = result.state
+        return RedirectResponse(_with_query(result.redirect_uri, params), status_code=303,
+                                headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    if result.code:
+        return _page(request, "result.html", kind="approved", eyebrow="Approved", heading="Access approved",
+                     lines=["Give this code to the agent; it exchanges it for a grant token."],
+                     code=result.code, state=result.state)
+    return _page(request, "result.html", kind="denied", eyebrow="Denied", heading="Access denied",
+                 lines=["The agent gets no access. You can close this page."])

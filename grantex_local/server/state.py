@@ -1,0 +1,150 @@
+"""What one server process keeps: a ledger per worker thread, the rate limiter, secrets.
+
+Why a ledger per thread: FastAPI runs the (synchronous) route functions in a
+thread pool, and a ``Ledger`` wraps one sqlite3 connection that must not be
+used by two threads at once. Each thread opens its own on first use and keeps
+it (parsed keys are cached per ``Ledger``, so reopening per request would cost
+tens of milliseconds). Consistency across threads, processes, the CLI and
+the TUI is SQLite's: WAL mode and ``BEGIN IMMEDIATE`` in the library.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..ledger import Ledger
+
+
+class LedgerPool:
+    """One open :class:`Ledger` per thread, all on the same file; closed together at shutdown.
+
+    Only the thread holds its ledger: the pool keeps weak references. The thread pool retires
+    idle workers (anyio: after 10 s), and a retired thread's ledger must then be freed (which
+    closes its connection) rather than pile up for the life of the server.
+    """
+
+    def __init__(self, path: str, *, passphrase: str | None = None) -> None:
+        self.path = path
+        self.passphrase = passphrase
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: weakref.WeakSet[Ledger] = weakref.WeakSet()
+        self._closed = False
+
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def get(self) -> Ledger:
+        ledger: Ledger | None = getattr(self._local, "ledger", None)
+        if ledger is None:
+            ledger = Ledger(self.path, create=False, passphrase=self.passphrase)
+            with self._lock:
+                if self._closed:
+                    ledger.close()
+                    raise RuntimeError("the server is shutting down")
+                self._open.add(ledger)
+            self._local.ledger = ledger
+        return ledger
+
+    def close_all(self) -> None:
+        with self._lock:
+            self._closed = True
+            opened = list(self._open)
+            self._open = weakref.WeakSet()
+        for ledger in opened:
+            ledger.close()
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """One request's place in its key's window: what the ``x-ratelimit-*`` headers say."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset: int  # whole seconds until the window ends (0..window)
+
+    def headers(self) -> dict[str, str]:
+        out = {"x-ratelimit-limit": str(self.limit), "x-ratelimit-remaining": str(self.remaining),
+               "x-ratelimit-reset": str(self.reset)}
+        if not self.allowed:
+            out["Retry-After"] = str(max(1, self.reset))
+        return out
+
+
+class RateLimiter:
+    """Fixed windows per API key, in this process's memory.
+
+    A fixed window is what the three headers describe (a limit, what is left,
+    when it resets). Several server processes on one ledger each count on
+    their own: the limit protects a process, not a developer account.
+    """
+
+    def __init__(self, limit: int, window: int = 60, clock: Callable[[], float] = time.monotonic) -> None:
+        if limit < 1 or not 1 <= window <= 3600:
+            raise ValueError("rate limit must be >= 1 and the window 1..3600 seconds")
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._windows: dict[str, list[float]] = {}  # key -> [window start, count]
+
+    def hit(self, key: str) -> RateDecision:
+        now = self._clock()
+        with self._lock:
+            if len(self._windows) > 10_000:  # forget finished windows; bounded memory
+                self._windows = {k: w for k, w in self._windows.items() if now - w[0] < self.window}
+            entry = self._windows.get(key)
+            if entry is None or now - entry[0] >= self.window:
+                entry = [now, 0]
+                self._windows[key] = entry
+            reset = max(0, math.ceil(entry[0] + self.window - now))
+            if entry[1] >= self.limit:
+                return RateDecision(False, self.limit, 0, reset)
+            entry[1] += 1
+            return RateDecision(True, self.limit, self.limit - int(entry[1]), reset)
+
+
+@dataclass
+class ServerState:
+    """Everything the routes share, kept on ``app.state.grantex``."""
+
+    ledgers: LedgerPool
+    limiter: RateLimiter
+    issuer: str
+    max_body: int
+    issuer_changed_from: str | None = None
+    csrf_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    idempotency: IdempotencyCache = field(default_factory=lambda: IdempotencyCache())
+
+
+class IdempotencyCache:
+    """Replays of ``POST /v1/token/refresh`` carrying the same ``Idempotency-Key``.
+
+    The SDK retries a refresh (same key) after a timeout or a 5xx; if the
+    first attempt had committed, a second real refresh would present a spent
+    refresh token and revoke the whole token family. So the first success is
+    remembered for a few minutes and handed back to an identical retry.
+    """
+
+    TTL = 300.0
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # also serialises refreshes that carry a key
+        self._entries: dict[tuple[str, str, str], tuple[float, Any]] = {}
+
+    def get(self, key: tuple[str, str, str]) -> Any:
+        now = time.monotonic()
+        self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+        hit = self._entries.get(key)
+        return hit[1] if hit is not None else None
+
+    def put(self, key: tuple[str, str, str], value: Any) -> None:
+        self._entries[key] = (time.monotonic() + self.TTL, value)
