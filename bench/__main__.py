@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import audit, server, tui
+from . import analysis, audit, server, tui
 from .common import Row, print_table, write_json
 
 
@@ -24,6 +24,8 @@ def main() -> None:
                         help="where to write the table")
     parser.add_argument("--verify-entries", type=int, default=1_000_000,
                         help="size of the ledger for chain verification")
+    parser.add_argument("--analysis-entries", type=int, default=1_000_000,
+                        help="size of the ledger for the analysis benchmark")
     args = parser.parse_args()
     sizes = {"single": 30, "bulk": 2_000, "verify": 3_000} if args.smoke else {
         "single": 2_000, "bulk": 100_000, "verify": args.verify_entries}
@@ -37,9 +39,11 @@ def main() -> None:
         if args.smoke:
             rows.extend(tui.first_screen(work, grants=500, audit_entries=500, repeats=1))
             rows.extend(server.load(work, requests=60))
+            rows.extend(analysis.load_and_check(work, 5_000))
         else:
             rows.extend(tui.first_screen(work))
             rows.extend(server.load(work))
+            rows.extend(analysis.load_and_check(work, args.analysis_entries))
     print_table(rows)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "smoke": args.smoke,
             "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,

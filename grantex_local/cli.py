@@ -413,12 +413,35 @@ def config_set(ledger: Ledger, key: str, value: str) -> None:
 @cli.command()
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed for the demo's structure: names, principals, scopes, tree shapes and "
-                   "statuses repeat for a seed; ids, keys and tokens are random every run.")
+                   "statuses repeat for a seed; ids, keys and tokens are random every run "
+                   "(with --size, ids and the planted problems' seqs repeat too).")
 @click.option("--force", is_flag=True,
               help="Replace an existing ledger at the path (deletes it and its -wal/-shm first).")
+@click.option("--size", type=click.Choice(["small", "large"]), default=None,
+              help="Build the analysis sample instead of the short demo: months of activity by dozens "
+                   "of agents with three planted problems for the compliance checks (small: 2,000 "
+                   "audit entries; large: 100,000, or --entries).")
+@click.option("--entries", type=click.IntRange(1_000, 10_000_000), default=None, metavar="N",
+              help="With --size: exactly N audit entries (up to 10,000,000).")
+@click.option("--months", type=click.IntRange(1, 24), default=3, show_default=True,
+              help="With --size: how many months of activity.")
 @ledger_option
-def demo(seed: int, force: bool) -> None:
-    """Build a demo ledger: delegation trees, a revoked branch, an expired grant and more."""
+def demo(seed: int, force: bool, size: str | None, entries: int | None, months: int) -> None:
+    """Build a demo ledger: delegation trees, a revoked branch, an expired grant and more.
+
+    With --size, build the sample the notebooks and compliance checks are tested on, and print
+    the seqs of its planted problems.
+    """
+    if size is not None:
+        from .sample import generate, summary_lines
+
+        path = ledger_path()
+        manifest = generate(path, seed=seed, months=months, size=size, entries=entries, force=force)
+        for line in summary_lines(manifest, path):
+            click.echo(line)
+        return
+    if entries is not None:
+        raise CliError("--entries needs --size (the short demo has a fixed shape)")
     from .demo import run_demo
 
     for line in run_demo(ledger_path(), seed=seed, force=force):
@@ -1400,11 +1423,21 @@ def audit_public_key(ledger: Ledger) -> None:
 @cli.command("export")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--force", is_flag=True, help="Replace an earlier export bundle at OUT.")
+@click.option("--format", "fmt", type=click.Choice(["bundle", "parquet"]), default="bundle",
+              show_default=True,
+              help="bundle: JSON Lines + CSV, checked by verify-export; parquet: one file per table "
+                   "for fast loading into pandas (grantex_local.analysis.load).")
 @json_option
 @failed_checks
 @with_ledger
-def export_command(ledger: Ledger, out: str, force: bool, as_json: bool) -> None:
+def export_command(ledger: Ledger, out: str, force: bool, fmt: str, as_json: bool) -> None:
     """Write a signed, self-contained bundle of the ledger (no secrets) to directory OUT."""
+    if fmt == "parquet":
+        from .analysis.parquet import export_parquet  # pandas and pyarrow only on this path
+
+        written = export_parquet(ledger, out, force=force)
+        emit(as_json, written, lambda: click.echo(f"parquet export written to {written['path']}"))
+        return
     manifest = export_bundle(ledger, out, force=force)
 
     def human() -> None:

@@ -1,0 +1,1 @@
+grantex-local/lg_802e32313da00074 qct+dqHO8QEzocXwZgF4Mo7Yw4DNae/tcC7bY5cD72fNAm8v6+56Fe86dVTAkRAksqy6PMyiL3gfhAgHm7nbAA==
