@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from pathlib import Path
 
 from grantex_local import ExchangeTokenParams, ExchangeTokenResponse, Grantex
 
@@ -27,3 +29,12 @@ def grant_for(gx: Grantex, scopes: list[str], *, principal: str = "user_alice",
     auth = gx.authorize(agent_id=agent.id, user_id=principal, scopes=scopes, expires_in=expires_in)
     assert auth.code is not None
     return gx.tokens.exchange(ExchangeTokenParams(code=auth.code, agent_id=agent.id))
+
+
+def dump(path: Path) -> list[str]:
+    """Every row of every table, for 'nothing was written' checks."""
+    conn = sqlite3.connect(path)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import grant_for
+from helpers import dump, grant_for
 
 from grantex_local import (
     AgentInactive,
@@ -20,14 +19,6 @@ from grantex_local import (
     NotFound,
     ScopeNotCovered,
 )
-
-
-def dump(path: Path) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 @pytest.fixture

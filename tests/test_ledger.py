@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from helpers import grant_for
+from helpers import dump, grant_for
 
 from grantex_local import (
     Grantex,
@@ -23,15 +23,6 @@ from grantex_local import (
 )
 from grantex_local.ledger import APPLICATION_ID
 from grantex_local.migrations import SCHEMA_VERSION
-
-
-def dump(path: Path) -> list[str]:
-    """Every row of every table, for 'nothing was written' checks."""
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 def test_new_ledger_file_is_private_wal_and_recorded(ledger_path: Path) -> None:
