@@ -163,6 +163,17 @@ def m002_audit(db: object) -> None:
             )
 
 
+@migration
+def m003_revocation_index(db: object) -> None:
+    """A small index of revocation entries by grant: "was this action logged after its grant
+    was revoked?" is then one index probe per entry, however long the grant's history."""
+    from sqlite_utils import Database
+
+    assert isinstance(db, Database)
+    db.execute("CREATE INDEX idx_audit_entries_revocations ON audit_entries (grant_id, seq) "
+               "WHERE action = 'grantex.grant.revoked'")
+
+
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

@@ -240,9 +240,9 @@ _SELECT = (
     # After revocation is decided from the chain alone: a revocation entry for
     # the grant that comes earlier in the chain (by seq, not by clock).
     "CASE WHEN e.action NOT LIKE 'grantex.%' AND e.grant_id IS NOT NULL AND EXISTS ("
-    " SELECT 1 FROM audit_entries r WHERE r.grant_id = e.grant_id AND r.seq < e.seq"
-    # unary + keeps the planner on the (grant_id, seq) index: a grant has few entries
-    " AND +r.developer_id = e.developer_id AND +r.action = 'grantex.grant.revoked'"
+    " SELECT 1 FROM audit_entries r INDEXED BY idx_audit_entries_revocations"
+    " WHERE r.action = 'grantex.grant.revoked' AND r.grant_id = e.grant_id AND r.seq < e.seq"
+    " AND r.developer_id = e.developer_id"
     ") THEN 1 ELSE 0 END AS after_revocation, "
     "CASE WHEN e.action NOT LIKE 'grantex.%' AND g.expires_at <= e.timestamp "
     "THEN 1 ELSE 0 END AS after_expiry "
