@@ -40,7 +40,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -287,32 +287,42 @@ def _export_chains(ledger: Ledger, directory: Path, stored: list[dict[str, Any]]
     return reports
 
 
-def _replaceable(out: Path) -> bool:
-    """Only an empty directory or an earlier bundle may be replaced: --force must never eat a home dir."""
+def _replaceable(out: Path, fmt: str) -> bool:
+    """Only an empty directory or an earlier export of the same format may be replaced:
+    --force must never eat a home directory."""
     if not out.is_dir():
         return False
     if not any(out.iterdir()):
         return True
     try:
-        return json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("format") == FORMAT
+        return json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("format") == fmt
     except (OSError, ValueError, AttributeError):
         return False
 
 
-def export_bundle(ledger: Ledger, out_dir: str | os.PathLike[str], *, force: bool = False) -> dict[str, Any]:
-    """Write a bundle directory at ``out_dir``; returns its manifest plus ``path``.
+def write_signed_export(
+    ledger: Ledger,
+    out_dir: str | os.PathLike[str],
+    *,
+    force: bool,
+    fmt: str,
+    kind: str,
+    write: Callable[[Path, str], dict[str, Any]],
+) -> dict[str, Any]:
+    """The part every export shares (bundles here, parquet in ``analysis.parquet``).
 
-    Everything is read in one snapshot and written to a temporary directory
-    beside ``out_dir`` that is renamed into place at the end, so a crash
-    leaves no half bundle. Raises ChainBroken rather than sign a broken chain.
+    Checks OUT may be replaced, lets ``write(tmp_dir, verifier_key_text)`` fill a
+    temporary directory beside it and return the manifest, signs the manifest
+    with the checkpoint key (``manifest.sig``), and renames the directory into
+    place, so a crash never leaves a half export. Returns the manifest plus ``path``.
     """
     out = Path(out_dir)
     if out.exists() or out.is_symlink():
         if not force:
             raise InvalidInput(f"{out} already exists; pass force (--force) to replace an earlier export")
-        if out.is_symlink() or not _replaceable(out):
-            raise InvalidInput(f"{out} is not an earlier export bundle or an empty directory; "
-                               "refusing to replace it")
+        if out.is_symlink() or not _replaceable(out, fmt):
+            raise InvalidInput(
+                f"{out} is not an earlier {kind} or an empty directory; refusing to replace it")
     if not out.parent.is_dir():
         raise InvalidInput(f"directory {out.parent} does not exist")
     key_text = checkpoints.verifier_key(ledger)  # before the snapshot: creating the key writes
@@ -321,15 +331,14 @@ def export_bundle(ledger: Ledger, out_dir: str | os.PathLike[str], *, force: boo
     except OSError as exc:
         raise InvalidInput(f"cannot write an export beside {out}: {exc.strerror or exc}") from None
     try:
-        manifest = _write_bundle(ledger, tmp, key_text)
+        manifest = write(tmp, key_text)
         manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
         with open(tmp / MANIFEST, "wb") as handle:
             handle.write(manifest_bytes)
             handle.flush()
             os.fsync(handle.fileno())
         key_name, raw_signature = checkpoints.sign_bytes(ledger, manifest_bytes)
-        signature = base64.b64encode(raw_signature).decode()
-        _write_text(tmp / SIGNATURE, f"{key_name} {signature}\n")
+        _write_text(tmp / SIGNATURE, f"{key_name} {base64.b64encode(raw_signature).decode()}\n")
         for path in tmp.iterdir():
             path.chmod(0o644)
         tmp.chmod(0o755)
@@ -340,6 +349,17 @@ def export_bundle(ledger: Ledger, out_dir: str | os.PathLike[str], *, force: boo
             raise InvalidInput(f"cannot write the export to {out}: {exc.strerror or exc}") from None
         raise
     return {**manifest, "path": str(out)}
+
+
+def export_bundle(ledger: Ledger, out_dir: str | os.PathLike[str], *, force: bool = False) -> dict[str, Any]:
+    """Write a bundle directory at ``out_dir``; returns its manifest plus ``path``.
+
+    Everything is read in one snapshot and written to a temporary directory
+    beside ``out_dir`` that is renamed into place at the end, so a crash
+    leaves no half bundle. Raises ChainBroken rather than sign a broken chain.
+    """
+    return write_signed_export(ledger, out_dir, force=force, fmt=FORMAT, kind="export bundle",
+                               write=lambda tmp, key_text: _write_bundle(ledger, tmp, key_text))
 
 
 def _write_bundle(ledger: Ledger, directory: Path, key_text: str) -> dict[str, Any]:

@@ -26,3 +26,10 @@ def gx(ledger_path: Path, clock: MovableClock) -> Iterator[Grantex]:
     client = Grantex(Ledger(ledger_path, clock=clock))
     yield client
     client.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up a ledger path or passphrase from the shell that runs them."""
+    monkeypatch.delenv("GRANTEX_LEDGER", raising=False)
+    monkeypatch.delenv("GRANTEX_LOCAL_PASSPHRASE", raising=False)

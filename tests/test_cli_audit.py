@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner, Result
+from cli_helpers import fails, invoke, ok, ok_json
 from helpers import grant_for
 
 from grantex_local import Grantex, Ledger, developers
@@ -27,35 +27,6 @@ from grantex_local.export import BUNDLE_FILES
 VECTORS = Path(__file__).resolve().parent / "vectors" / "audit_hash_vectors.json"  # copy of ../shared
 
 
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GRANTEX_LEDGER", raising=False)
-    monkeypatch.delenv("GRANTEX_LOCAL_PASSPHRASE", raising=False)
-
-
-def invoke(*args: object, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli_group, [str(a) for a in args], input=input)
-
-
-def ok(*args: object, input: str | None = None) -> Result:
-    result = invoke(*args, input=input)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert result.exit_code == 0, result.output
-    return result
-
-
-def ok_json(*args: object) -> dict:
-    return json.loads(ok(*args, "--json").stdout)
-
-
-def fails(exit_code: int, *args: object, input: str | None = None) -> Result:
-    """A clean failure: the exit code, one ``error:`` line on stderr, no traceback."""
-    result = invoke(*args, input=input)
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert result.exit_code == exit_code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return result
 
 
 @dataclass(frozen=True)

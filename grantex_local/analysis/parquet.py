@@ -21,9 +21,7 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,8 @@ from ..audit import checkpoints as audit_checkpoints
 from ..audit import note
 from ..audit.note import CheckpointInvalid
 from ..clock import iso
-from ..errors import ChainBroken, InvalidInput, LedgerCorrupt
+from ..errors import ChainBroken, LedgerCorrupt
+from ..export import MANIFEST, SIGNATURE, write_signed_export
 from ..ledger import Ledger
 from .load import (
     AUDIT_SQL,
@@ -56,8 +55,6 @@ from .load import (
 from .sources import Loaded, ledger_frames, ledger_settings, problem, readonly_connection
 
 VERSION = 1
-MANIFEST = "manifest.json"
-SIGNATURE = "manifest.sig"
 AUDIT_FILE = "audit.parquet"
 FILES = tuple(f"{table}.parquet" for table in SCHEMAS)
 
@@ -239,16 +236,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _replaceable(out: Path) -> bool:
-    if not out.is_dir():
-        return False
-    if not any(out.iterdir()):
-        return True
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        return json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("format") == PARQUET_FORMAT
-    return False
-
-
 def export_parquet(
     ledger: Ledger | str | os.PathLike[str], out_dir: str | os.PathLike[str], *, force: bool = False
 ) -> dict[str, Any]:
@@ -261,44 +248,14 @@ def export_parquet(
     if not isinstance(ledger, Ledger):
         with Ledger(ledger, create=False) as opened:
             return export_parquet(opened, out_dir, force=force)
-    out = Path(out_dir)
-    if out.exists() or out.is_symlink():
-        if not force:
-            raise InvalidInput(f"{out} already exists; pass force (--force) to replace an earlier export")
-        if out.is_symlink() or not _replaceable(out):
-            raise InvalidInput(
-                f"{out} is not an earlier parquet export or an empty directory; refusing to replace it"
-            )
-    if not out.parent.is_dir():
-        raise InvalidInput(f"directory {out.parent} does not exist")
-    key_text = audit_checkpoints.verifier_key(ledger)  # before the snapshot: creating the key writes
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    except OSError as exc:
-        raise InvalidInput(f"cannot write an export beside {out}: {exc.strerror or exc}") from None
     collecting = gc.isenabled()
     gc.disable()  # a million rows of new objects and no cycles: collections would only slow it
     try:
-        manifest = _write_export(ledger, tmp, key_text)
-        manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
-        (tmp / MANIFEST).write_bytes(manifest_bytes)
-        key_name, signature = audit_checkpoints.sign_bytes(ledger, manifest_bytes)
-        (tmp / SIGNATURE).write_text(f"{key_name} {base64.b64encode(signature).decode()}\n", encoding="utf-8")
-        for path in tmp.iterdir():
-            path.chmod(0o644)
-        tmp.chmod(0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        os.rename(tmp, out)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise InvalidInput(f"cannot write the export to {out}: {exc.strerror or exc}") from None
-        raise
+        return write_signed_export(ledger, out_dir, force=force, fmt=PARQUET_FORMAT, kind="parquet export",
+                                   write=lambda tmp, key_text: _write_export(ledger, tmp, key_text))
     finally:
         if collecting:
             gc.enable()
-    return {**manifest, "path": str(out)}
 
 
 def _write_export(ledger: Ledger, directory: Path, key_text: str) -> dict[str, Any]:
