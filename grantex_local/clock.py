@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from .errors import InvalidExpiresIn
 
@@ -19,6 +19,7 @@ Clock = Callable[[], float]
 
 system_clock: Clock = time.time
 
+_ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 _EXPIRES_IN = re.compile(r"([0-9]{1,9})([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -26,14 +27,14 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def iso(ts: float) -> str:
     """``2026-02-01T12:34:56.789Z`` for an epoch time in seconds."""
     ms = round(ts * 1000)
-    dt = datetime.fromtimestamp(ms // 1000, UTC)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(ms // 1000))}.{ms % 1000:03d}Z"
 
 
 def parse_iso(text: str) -> float:
     """The epoch seconds of a time stamp written by :func:`iso`."""
-    dt = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    return dt.timestamp()
+    if not _ISO.fullmatch(text):
+        raise ValueError(f"time stamp {text!r} is not of the form 2026-02-01T12:34:56.789Z")
+    return datetime.fromisoformat(text).timestamp()
 
 
 def parse_expires_in(value: object, *, maximum: int) -> int:

@@ -74,4 +74,4 @@ def delegate(
                metadata={"parentGrantId": parent["id"], "parentAgentDid": parent["agent_did"],
                          "delegationDepth": depth, "scopes": requested,
                          "expiresAt": grant["expires_at"], "tokenId": issued.token_id})
-        return issued
+    return issued.result()

@@ -87,7 +87,10 @@ class Ledger:
         # Parsed keys are kept for the life of the object: parsing a PEM
         # private key costs tens of milliseconds.
         self._signing_key: tuple[str, Any] | None = None
+        self._signing_key_stamp: tuple[int, int] | None = None
         self._verifier: Any = None
+        self._verifier_stamp: tuple[int, int] | None = None
+        self._own_writes = 0
         self.readonly = False
         self.created = False
         if issuer is not None:
@@ -232,6 +235,7 @@ class Ledger:
             yield self.conn
         except BaseException as exc:
             self._write_depth = 0
+            self._own_writes += 1  # cached state may hold what was rolled back
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
             self._settings_cache = None
@@ -240,6 +244,7 @@ class Ledger:
             raise
         else:
             self._write_depth = 0
+            self._own_writes += 1
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -338,10 +343,23 @@ class Ledger:
 
     # ── keys (parsed once, kept) ─────────────────────────────────────────
 
+    def stamp(self) -> tuple[int, int]:
+        """Changes when anything may have changed in the file: another connection's commit
+        (``PRAGMA data_version``) or one of our transactions ending. Cached state checked against it costs one
+        pragma instead of a query per call."""
+        try:
+            version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+        return version, self._own_writes
+
     def signing_key(self) -> tuple[str, Any]:
         """(kid, private key object) of the active signing key."""
         from . import keys
 
+        stamp = self.stamp()
+        if self._signing_key is not None and stamp == self._signing_key_stamp:
+            return self._signing_key
         row = self.query_one(
             "SELECT kid, private_pem, encrypted FROM signing_keys WHERE retired_at IS NULL "
             "ORDER BY created_at DESC LIMIT 1"
@@ -352,26 +370,29 @@ class Ledger:
             key = keys.load_private_key(bytes(row["private_pem"]), bool(row["encrypted"]),
                                         self.passphrase)
             self._signing_key = (row["kid"], key)
+        self._signing_key_stamp = stamp
         return self._signing_key
 
     def verifier(self) -> Any:
         """The offline verifier for this ledger's own keys and issuer (cached)."""
+        stamp = self.stamp()
+        if self._verifier is not None and stamp == self._verifier_stamp:
+            return self._verifier
         from .keys import jwks
         from .verify import Verifier
 
         issuer = self.issuer  # another process may have changed it
         if self._verifier is None or self._verifier.issuer != issuer:
             self._verifier = Verifier(jwks(self, include_all=True), issuer=issuer, clock=self.clock)
+        self._verifier_stamp = stamp
         return self._verifier
 
     def verify_offline(self, token: str, required_scopes: Any = None) -> Any:
         """Offline verification with this ledger's keys; reloads once on an unknown kid
         (another process may have rotated the key). Raises TokenInvalid."""
-        from .errors import TokenInvalid
-
         try:
             return self.verifier().verify(token, required_scopes)
-        except TokenInvalid as exc:
+        except errors.TokenInvalid as exc:
             if exc.reason != "unknown_kid":
                 raise
         self.forget_keys()

@@ -10,11 +10,16 @@ and every agent along the chain.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import functools
 import hashlib
 import hmac
 import json
 import os
 import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -85,6 +90,42 @@ def build_claims(
     return claims
 
 
+_signer: concurrent.futures.ThreadPoolExecutor | None = None
+_signer_lock = threading.Lock()
+
+
+def _sign_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """Threads that sign while the caller writes and commits (made on first use)."""
+    global _signer
+    with _signer_lock:
+        if _signer is None:
+            _signer = concurrent.futures.ThreadPoolExecutor(
+                max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="grantex-sign")
+        return _signer
+
+
+@dataclass(frozen=True)
+class PendingToken:
+    """A token whose row is written and whose signature is being computed.
+
+    RSA signing releases the GIL, so it runs on another core while the caller
+    inserts the grant, the token row and the audit entry and waits for the
+    commit's fsync: together those cost about as much as the signature. Call
+    :meth:`result` after the transaction has committed; if it rolled back,
+    the signature is simply never used.
+    """
+
+    token_id: str
+    _signature: concurrent.futures.Future[str]
+    _grant: dict[str, Any]
+    _refresh: str
+
+    def result(self) -> ExchangeTokenResponse:
+        return ExchangeTokenResponse(self._signature.result(), self._grant["expires_at"],
+                                     tuple(self._grant["scopes"]), self._refresh,
+                                     self._grant["id"], self.token_id)
+
+
 def issue(
     ledger: Ledger,
     conn: sqlite3.Connection,
@@ -92,23 +133,23 @@ def issue(
     *,
     agent_did: str,
     parent_agent_did: str | None = None,
-) -> ExchangeTokenResponse:
-    """Sign a token for ``grant`` and record it; the caller holds the write transaction."""
+) -> PendingToken:
+    """Start signing a token for ``grant`` and record it; the caller holds the write transaction."""
     now = ledger.now()
     jti = new_id("token")
     exp = int(parse_iso(grant["expires_at"]))
     claims = build_claims(issuer=ledger.issuer, jti=jti, grant=grant, agent_did=agent_did,
                           iat=int(now), exp=exp, parent_agent_did=parent_agent_did)
     kid, key = ledger.signing_key()
-    token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid, "typ": TOKEN_TYPE})
+    signature = _sign_pool().submit(jwt.encode, claims, key, algorithm=ALGORITHM,
+                                    headers={"kid": kid, "typ": TOKEN_TYPE})
     refresh = new_refresh_token(int(now * 1000))
     conn.execute(
         "INSERT INTO tokens (jti, grant_id, kid, issued_at, expires_at, refresh_hash) "
         "VALUES (?, ?, ?, ?, ?, ?)",
         (jti, grant["id"], kid, iso(now), grant["expires_at"], hash_secret(refresh)),
     )
-    return ExchangeTokenResponse(token, grant["expires_at"], tuple(grant["scopes"]), refresh,
-                                 grant["id"], jti)
+    return PendingToken(jti, signature, grant, refresh)
 
 
 def insert_grant(conn: sqlite3.Connection, grant: dict[str, Any]) -> None:
@@ -195,31 +236,59 @@ def exchange(
                agent_did=agent.did, grant_id=grant_id, principal_id=grant["principal_id"],
                metadata={"authRequestId": req["id"], "scopes": grant["scopes"],
                          "expiresAt": grant["expires_at"], "tokenId": issued.token_id})
-        return issued
+    return issued.result()
 
 
-def _chain_problem(conn: sqlite3.Connection, grant_id: str, now_iso: str) -> str | None:
-    """Why the grant or an ancestor cannot be used now (None: all good)."""
-    rows = conn.execute(
-        "WITH RECURSIVE chain(id) AS ("
-        " SELECT ? UNION ALL SELECT g.parent_grant_id FROM grants g JOIN chain c ON g.id = c.id"
-        " WHERE g.parent_grant_id IS NOT NULL"
-        ") SELECT g.id, g.revoked_at, g.expires_at, a.status AS agent_status "
-        "FROM chain c JOIN grants g ON g.id = c.id JOIN agents a ON a.id = g.agent_id",
+def _chain(conn: sqlite3.Connection, grant_id: str) -> list[sqlite3.Row]:
+    """The grant and its ancestors, in the row shape of :data:`_ONLINE` (token column None)."""
+    return conn.execute(
+        "WITH RECURSIVE chain(id, n) AS ("
+        " SELECT ?, 0 UNION ALL SELECT g.parent_grant_id, c.n + 1 FROM grants g"
+        " JOIN chain c ON g.id = c.id WHERE g.parent_grant_id IS NOT NULL"
+        ") SELECT c.n, g.id, g.developer_id, g.principal_id, g.scopes, g.revoked_at, g.expires_at,"
+        " a.did, a.status, NULL FROM chain c JOIN grants g ON g.id = c.id"
+        " JOIN agents a ON a.id = g.agent_id",
         (grant_id,),
     ).fetchall()
+
+
+def _chain_problem(rows: Sequence[Sequence[Any]], now_iso: str) -> str | None:
+    """Why the grant or an ancestor cannot be used now (None: all good).
+
+    Revocation is reported before expiry, and both before agent status,
+    wherever in the chain they are."""
     if not rows:
         return "unknown_grant"
     for row in rows:
-        if row["revoked_at"] is not None:
+        if row[5] is not None:
             return "grant_revoked"
     for row in rows:
-        if row["expires_at"] <= now_iso:
+        if row[6] <= now_iso:
             return "grant_expired"
     for row in rows:
-        if row["agent_status"] != "active":
-            return f"agent_{row['agent_status']}"
+        if row[8] != "active":
+            return f"agent_{row[8]}"
     return None
+
+
+# One statement (a consistent snapshot on its own): the row with n = 0 is the token and its
+# grant, the others its ancestors; each with the revocation, expiry and agent status that
+# decide. No ORDER BY: the sort costs more than finding n = 0.
+_ONLINE = (
+    "WITH RECURSIVE chain(id, n, token_revoked_at) AS ("
+    " SELECT grant_id, 0, revoked_at FROM tokens WHERE jti = ?"
+    " UNION ALL SELECT g.parent_grant_id, c.n + 1, NULL FROM grants g JOIN chain c ON g.id = c.id"
+    " WHERE g.parent_grant_id IS NOT NULL"
+    ") SELECT c.n, g.id, g.developer_id, g.principal_id, g.scopes, g.revoked_at, g.expires_at,"
+    " a.did, a.status, c.token_revoked_at"
+    " FROM chain c JOIN grants g ON g.id = c.id JOIN agents a ON a.id = g.agent_id"
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _scopes_of(text: str) -> tuple[str, ...]:
+    """A grant's stored scope list (the same few lists recur in grant after grant)."""
+    return tuple(json.loads(text))
 
 
 def verify_online(ledger: Ledger, token: str, developer_id: str | None = None,
@@ -229,26 +298,22 @@ def verify_online(ledger: Ledger, token: str, developer_id: str | None = None,
         claims = ledger.verify_offline(token, required_scopes)
     except errors.TokenInvalid as exc:
         return VerifyTokenResponse(valid=False, reason=exc.reason)
-    now_iso = iso(ledger.now())
-    with ledger.read() as conn:
-        row = conn.execute(
-            "SELECT t.grant_id, t.revoked_at, g.developer_id, g.principal_id, g.scopes, "
-            "g.expires_at, a.did FROM tokens t JOIN grants g ON g.id = t.grant_id "
-            "JOIN agents a ON a.id = g.agent_id WHERE t.jti = ?", (claims.token_id,),
-        ).fetchone()
-        if row is None or (developer_id is not None and row["developer_id"] != developer_id):
-            return VerifyTokenResponse(valid=False, reason="unknown_token")
-        if (row["grant_id"] != claims.grant_id or row["principal_id"] != claims.principal_id
-                or row["did"] != claims.agent_did or tuple(json.loads(row["scopes"])) != claims.scopes):
-            return VerifyTokenResponse(valid=False, reason="claims_mismatch")
-        if row["revoked_at"] is not None:
-            return VerifyTokenResponse(valid=False, reason="token_revoked")
-        problem = _chain_problem(conn, claims.grant_id, now_iso)
+    rows = ledger.query(_ONLINE, (claims.token_id,))
+    head = next((r for r in rows if r[0] == 0), None)
+    if head is None or (developer_id is not None and head[2] != developer_id):
+        return VerifyTokenResponse(valid=False, reason="unknown_token")
+    _, grant_id, _, principal_id, scopes, _, expires_at, did, _, token_revoked_at = head
+    if (grant_id != claims.grant_id or principal_id != claims.principal_id
+            or did != claims.agent_did or _scopes_of(scopes) != claims.scopes):
+        return VerifyTokenResponse(valid=False, reason="claims_mismatch")
+    if token_revoked_at is not None:
+        return VerifyTokenResponse(valid=False, reason="token_revoked")
+    problem = _chain_problem(rows, iso(ledger.now()))
     if problem is not None:
         return VerifyTokenResponse(valid=False, reason=problem)
     return VerifyTokenResponse(
         valid=True, grant_id=claims.grant_id, scopes=claims.scopes, principal=claims.principal_id,
-        agent=claims.agent_did, expires_at=row["expires_at"], token_id=claims.token_id,
+        agent=claims.agent_did, expires_at=expires_at, token_id=claims.token_id,
     )
 
 
@@ -302,6 +367,7 @@ def refresh(ledger: Ledger, developer_id: str, *, refresh_token: str, agent_id: 
         raise errors.InvalidInput("agentId must be a non-empty string")
     now_iso = iso(ledger.now())
     reused_grant: str | None = None
+    issued: PendingToken | None = None
     with ledger.write() as conn:
         row = conn.execute(
             "SELECT t.jti, t.refresh_used_at, t.revoked_at AS token_revoked_at, g.* "
@@ -321,7 +387,7 @@ def refresh(ledger: Ledger, developer_id: str, *, refresh_token: str, agent_id: 
         elif row["token_revoked_at"] is not None:
             raise errors.InvalidRefreshToken("cannot refresh: the token it belongs to was revoked")
         else:
-            problem = _chain_problem(conn, row["id"], now_iso)
+            problem = _chain_problem(_chain(conn, row["id"]), now_iso)
             if problem is not None:
                 raise errors.InvalidRefreshToken(f"cannot refresh: {problem.replace('_', ' ')}")
             cur = conn.execute(
@@ -341,7 +407,8 @@ def refresh(ledger: Ledger, developer_id: str, *, refresh_token: str, agent_id: 
             record(ledger, conn, developer_id, "grantex.grant.refreshed", agent_id=agent_id,
                    agent_did=agent_did, grant_id=row["id"], principal_id=row["principal_id"],
                    metadata={"tokenId": issued.token_id, "replacesTokenId": row["jti"]})
-            return issued
+    if issued is not None:
+        return issued.result()
     raise errors.RefreshTokenReused(
         f"refresh token was already used: every live token of grant {reused_grant} has been revoked"
     )

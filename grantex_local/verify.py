@@ -12,7 +12,11 @@ on every call pays for RSA once, while expiry is still checked every time.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -20,6 +24,7 @@ from typing import Any
 
 import jwt
 from jwt.algorithms import RSAAlgorithm
+from jwt.api_jws import PyJWS
 
 from .errors import TokenExpired, TokenInvalid
 from .models import VerifiedGrant
@@ -32,10 +37,60 @@ DID_PREFIX = "did:grantex:"
 DEFAULT_LEEWAY = 5
 MAX_TOKEN_LENGTH = 16_384
 _REQUIRED = ["exp", "iat", "iss", "sub", "jti"]
+_ALGORITHMS = [ALGORITHM]
 
 
 def _invalid(message: str, reason: str) -> TokenInvalid:
     return TokenInvalid(f"grant token rejected: {message}", reason)
+
+
+_BASE64URL = re.compile(rb"[A-Za-z0-9_-]*")
+
+
+class _JWS(PyJWS):
+    """PyJWT's JWS with its segment decoder's alphabet check done by a compiled regex.
+
+    PyJWT (since the GHSA-hxm8-2xgr-2p9m fix) checks every character of every
+    segment in a Python generator, which costs more than the RSA verification
+    itself. This override applies exactly the same rules, with the same errors
+    (a test compares it with PyJWT's own on arbitrary input); everything else,
+    header checks, algorithm allow-list and signature, stays PyJWT's. Should
+    PyJWT rename the hook, its own slower check simply takes over again.
+    """
+
+    @staticmethod
+    def _decode_base64url_segment(segment: bytes, name: str) -> bytes:
+        stripped = segment.rstrip(b"=")
+        padding = len(segment) - len(stripped)
+        if padding > 2 or (padding and len(segment) % 4 != 0):
+            raise jwt.DecodeError(f"Invalid {name} padding")
+        if len(stripped) % 4 == 1 or not _BASE64URL.fullmatch(stripped):
+            raise jwt.DecodeError(f"Invalid {name} padding")
+        try:
+            decoded = base64.urlsafe_b64decode(stripped + b"=" * (-len(stripped) % 4))
+        except (TypeError, binascii.Error) as err:
+            raise jwt.DecodeError(f"Invalid {name} padding") from err
+        if base64.urlsafe_b64encode(decoded).rstrip(b"=") != stripped:
+            raise jwt.DecodeError(f"Invalid {name} padding")
+        return decoded
+
+
+class _JWT(jwt.PyJWT):
+    """PyJWT's claim handling on top of :class:`_JWS`."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        super().__init__(options)  # type: ignore[arg-type]
+        self._jws = _JWS()
+
+
+def _unverified_header(segment: str) -> dict[str, Any]:
+    """A token's header segment alone (to pick the key by kid): decoding the whole token
+    twice would double the parsing cost; PyJWT parses and checks all of it once afterwards."""
+    raw = segment.encode("ascii", "replace")
+    header = json.loads(_JWS._decode_base64url_segment(raw, "header"))
+    if not isinstance(header, dict):
+        raise jwt.DecodeError("Invalid header string: must be a json object")
+    return header
 
 
 def load_jwks(jwks: Mapping[str, Any] | str) -> dict[str, Any]:
@@ -87,7 +142,17 @@ class Verifier:
         self.clock = clock
         self._cache: dict[str, VerifiedGrant] = {}
         self._cache_size = cache_size
+        self._header_keys: dict[str, Any] = {}
         self._lock = threading.Lock()
+        # Time is checked in _verify_fully against this verifier's clock (the
+        # ledger's, which tests and the demo can move), not PyJWT's wall clock.
+        # Options are fixed per verifier, so PyJWT does not merge them per call.
+        options: dict[str, Any] = {
+            "require": _REQUIRED, "verify_exp": False, "verify_nbf": False, "verify_iat": False,
+        }
+        if audience is None:
+            options["verify_aud"] = False
+        self._jwt = _JWT(options)
 
     def verify(self, token: str, required_scopes: Iterable[str] | None = None) -> VerifiedGrant:
         grant = self._cache.get(token) if isinstance(token, str) else None
@@ -103,14 +168,21 @@ class Verifier:
             check_required_scopes(grant.scopes, required_scopes)
         return grant
 
-    def _verify_fully(self, token: str) -> VerifiedGrant:
-        if not isinstance(token, str) or not token:
-            raise _invalid("token must be a non-empty string", "malformed")
-        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
-            raise _invalid("not a compact JWS", "malformed")
+    def clear_cache(self) -> None:
+        """Forget every remembered signature check (the next call of each token pays RSA again)."""
+        with self._lock:
+            self._cache.clear()
+
+    def _key_for_header(self, segment: str) -> Any:
+        """The key a header names, after checking alg, typ and kid.
+
+        Every token signed by one key carries the same header segment, so
+        accepted segments are remembered (a few, bounded) and the header is
+        decoded once per key rather than once per token.
+        """
         try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
+            header = _unverified_header(segment)
+        except (jwt.PyJWTError, ValueError, RecursionError):
             raise _invalid("malformed header", "malformed") from None
         alg = header.get("alg")
         if alg != ALGORITHM:
@@ -120,18 +192,25 @@ class Verifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or kid not in self.keys:
             raise _invalid("unknown signing key (kid)", "unknown_kid")
-        # Time is checked below against this verifier's clock (the ledger's,
-        # which tests and the demo can move), not PyJWT's wall clock.
-        options: dict[str, Any] = {
-            "require": _REQUIRED, "verify_exp": False, "verify_nbf": False, "verify_iat": False,
-        }
-        if self.audience is None:
-            options["verify_aud"] = False
+        key = self.keys[kid]
+        with self._lock:
+            if len(self._header_keys) >= 64:
+                self._header_keys.clear()
+            self._header_keys[segment] = key
+        return key
+
+    def _verify_fully(self, token: str) -> VerifiedGrant:
+        if not isinstance(token, str) or not token:
+            raise _invalid("token must be a non-empty string", "malformed")
+        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+            raise _invalid("not a compact JWS", "malformed")
+        segment = token.partition(".")[0]
+        key = self._header_keys.get(segment)
+        if key is None:
+            key = self._key_for_header(segment)
         try:
-            claims = jwt.decode(
-                token, self.keys[kid], algorithms=[ALGORITHM], issuer=self.issuer,
-                audience=self.audience, leeway=self.leeway, options=options,
-            )
+            claims = self._jwt.decode(token, key, algorithms=_ALGORITHMS, issuer=self.issuer,
+                                      audience=self.audience, leeway=self.leeway)
         except jwt.InvalidSignatureError:
             raise _invalid("bad signature", "signature") from None
         except jwt.InvalidIssuerError:
@@ -176,6 +255,12 @@ def _agree(standard: Any, legacy: Any, name: str) -> None:
         raise _invalid(f"claim {name} disagrees with its legacy alias", "claims_disagree")
 
 
+@functools.lru_cache(maxsize=4096)
+def _check_scope(text: str) -> None:
+    """parse_scope, remembered: the same few scopes appear in token after token."""
+    parse_scope(text)
+
+
 def grant_from_claims(claims: Mapping[str, Any]) -> VerifiedGrant:
     """Check that both claim sets are present and agree, and read them."""
     grant = claims.get(GRANT_CLAIM)
@@ -196,7 +281,7 @@ def grant_from_claims(claims: Mapping[str, Any]) -> VerifiedGrant:
     _agree(scopes, scp, "scope/scp")
     try:
         for s in scopes:
-            parse_scope(s)
+            _check_scope(s)
     except Exception:
         raise _invalid("claim scope holds a malformed scope", "malformed") from None
 
