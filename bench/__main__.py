@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import analysis, audit, server, tui
+from . import analysis, audit, cascade, cold_start, server, tokens, tui
 from .common import Row, print_table, write_json
 
 
@@ -33,6 +33,14 @@ def main() -> None:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="grantex-bench-") as tmp:
         work = Path(tmp)
+        if args.smoke:
+            rows.extend(tokens.run(work, 20, repeats=1))
+            rows.append(cascade.run(work, fanout=3, levels=3, repeats=1))
+            rows.append(cold_start.cold_start(work, repeats=2))
+        else:
+            rows.extend(tokens.run(work, 1_000))
+            rows.append(cascade.run(work))
+            rows.append(cold_start.cold_start(work))
         rows.append(audit.single_append(work, sizes["single"]))
         rows.append(audit.bulk_append(work, sizes["bulk"]))
         rows.extend(audit.verify(work, sizes["verify"], repeats=1 if args.smoke else 2))

@@ -11,6 +11,12 @@ Commands act on the whole file, as the local administrator: lookups take
 ``developer_id=None`` (any developer), and flows that need a developer use the
 one that owns the agent involved; only creating things defaults to the
 ledger's default developer (``--developer`` picks another).
+
+Library modules are imported inside the commands that use them, not at the
+top: a cold start then pays only for what its command needs, so
+``tokens verify`` never loads exports, policies or checkpoints
+(tests/test_cli_imports.py keeps it that way). Choices that a library module
+defines are read through :class:`LibraryChoice` for the same reason.
 """
 
 from __future__ import annotations
@@ -19,31 +25,14 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from importlib import import_module
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from . import (
-    __version__,
-    agents,
-    authorization,
-    delegation,
-    developers,
-    errors,
-    grants,
-    keys,
-    policies,
-    tokens,
-)
-from .audit import chain as audit_chain
-from .audit import checkpoints as audit_checkpoints
-from .audit import note as audit_note
-from .audit import trail as audit_trail
-from .audit.chain import ChainReport
-from .audit.note import Checkpoint, CheckpointInvalid
+from . import __version__, errors
 from .clock import format_duration
-from .export import ExportInvalid, export_bundle, verify_bundle
 from .ledger import Ledger, default_path
 from .models import (
     Agent,
@@ -56,6 +45,10 @@ from .models import (
     Policy,
     UpdatePolicyParams,
 )
+
+if TYPE_CHECKING:
+    from .audit.chain import ChainReport
+    from .audit.note import Checkpoint
 
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -127,6 +120,27 @@ def with_ledger(fn: F) -> F:
     return ledger_option(run)  # type: ignore[return-value]
 
 
+def _library(module: str) -> Any:
+    """Import a module of this package by its relative name (``"agents"``, ``"audit.trail"``)."""
+    return import_module(f".{module}", __package__)
+
+
+class LibraryChoice(click.Choice):
+    """A :class:`click.Choice` of values a library module defines, read when a command first needs them.
+
+    Options are built when this module is imported; reading e.g. ``policies.EFFECTS`` then would
+    import ``policies`` (and ``zoneinfo``) on every command's cold start.
+    """
+
+    def __init__(self, load: Callable[[], Iterable[str]]) -> None:
+        self._load = load
+        self.case_sensitive = True
+
+    @functools.cached_property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self._load())
+
+
 def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True,
                         help="Print JSON (the library's camelCase shapes) instead of text.")(fn)
@@ -142,11 +156,15 @@ def developer_option(fn: F) -> F:
 
 
 def _developer(ledger: Ledger, developer_id: str | None) -> str:
+    from . import developers
+
     return developer_id or developers.default_developer(ledger).id
 
 
 def _developer_of_agent(ledger: Ledger, agent_id: str) -> str:
     """Flows run as the developer that owns the agent, whoever that is in this file."""
+    from . import agents
+
     return agents.get(ledger, None, agent_id).developer_id
 
 
@@ -473,13 +491,15 @@ def _scope_option(required: bool, help_text: str) -> Callable[[F], F]:
 def agents_register(ledger: Ledger, name: str, scopes: tuple[str, ...], description: str,
                     redirect_uris: tuple[str, ...], developer_id: str | None, as_json: bool) -> None:
     """Register an agent NAME with its own key pair and DID."""
+    from . import agents
+
     agent = agents.register(ledger, _developer(ledger, developer_id), name=name, scopes=list(scopes),
                             description=description, redirect_uris=list(redirect_uris))
     emit(as_json, agent.to_dict(), lambda: echo_fields(_agent_fields(agent)))
 
 
 @agents_group.command("list")
-@click.option("--status", type=click.Choice(agents.STATUSES), default=None,
+@click.option("--status", type=LibraryChoice(lambda: _library("agents").STATUSES), default=None,
               help="Only agents in this status (default: all but deleted).")
 @click.option("--developer", "developer_id", metavar="DEV_ID", default=None,
               help="Only this developer's agents (default: every developer in the file).")
@@ -487,6 +507,8 @@ def agents_register(ledger: Ledger, name: str, scopes: tuple[str, ...], descript
 @with_ledger
 def agents_list(ledger: Ledger, status: str | None, developer_id: str | None, as_json: bool) -> None:
     """List agents."""
+    from . import agents
+
     found = agents.list_agents(ledger, developer_id, status=status)
     emit(as_json, {"agents": [a.to_dict() for a in found]}, lambda: echo_table(
         ["ID", "NAME", "STATUS", "DEVELOPER", "SCOPES"],
@@ -499,6 +521,8 @@ def agents_list(ledger: Ledger, status: str | None, developer_id: str | None, as
 @with_ledger
 def agents_show(ledger: Ledger, agent_id: str, as_json: bool) -> None:
     """Show agent AGENT_ID."""
+    from . import agents
+
     agent = agents.get(ledger, None, agent_id)
     emit(as_json, agent.to_dict(), lambda: echo_fields(_agent_fields(agent)))
 
@@ -515,6 +539,8 @@ def agents_show(ledger: Ledger, agent_id: str, as_json: bool) -> None:
 def agents_update(ledger: Ledger, agent_id: str, name: str | None, description: str | None,
                   scopes: tuple[str, ...], redirect_uris: tuple[str, ...], as_json: bool) -> None:
     """Change an agent's name, description, scopes or redirect URIs."""
+    from . import agents
+
     agent = agents.update(ledger, None, agent_id, name=name, description=description,
                           scopes=list(scopes) or None, redirect_uris=list(redirect_uris) or None)
     emit(as_json, agent.to_dict(), lambda: echo_fields(_agent_fields(agent)))
@@ -525,6 +551,8 @@ def agents_update(ledger: Ledger, agent_id: str, name: str | None, description: 
 @with_ledger
 def agents_suspend(ledger: Ledger, agent_id: str) -> None:
     """Suspend an agent: its tokens, and those delegated from it, stop verifying at once."""
+    from . import agents
+
     agent = agents.suspend(ledger, None, agent_id)
     click.echo(f"agent {agent.id} ({agent.name}) is {agent.status}")
 
@@ -534,6 +562,8 @@ def agents_suspend(ledger: Ledger, agent_id: str) -> None:
 @with_ledger
 def agents_reactivate(ledger: Ledger, agent_id: str) -> None:
     """Reactivate a suspended agent: its unexpired, unrevoked tokens verify again."""
+    from . import agents
+
     agent = agents.reactivate(ledger, None, agent_id)
     click.echo(f"agent {agent.id} ({agent.name}) is {agent.status}")
 
@@ -544,6 +574,8 @@ def agents_reactivate(ledger: Ledger, agent_id: str) -> None:
 @with_ledger
 def agents_delete(ledger: Ledger, agent_id: str, yes: bool) -> None:
     """Delete an agent for good (a tombstone: grants and history keep their references)."""
+    from . import agents
+
     agent = agents.get(ledger, None, agent_id)
     confirm(f"delete agent {agent.id} ({agent.name}) for good", yes)
     agents.delete(ledger, None, agent_id)
@@ -556,6 +588,8 @@ def agents_delete(ledger: Ledger, agent_id: str, yes: bool) -> None:
 @with_ledger
 def agents_rotate_key(ledger: Ledger, agent_id: str, as_json: bool) -> None:
     """Give an agent a new key pair; its DID stays the same."""
+    from . import agents
+
     agent = agents.rotate_key(ledger, None, agent_id)
     emit(as_json, agent.to_dict(), lambda: click.echo(f"agent {agent.id} key is now {agent.key_thumbprint}"))
 
@@ -565,6 +599,8 @@ def agents_rotate_key(ledger: Ledger, agent_id: str, as_json: bool) -> None:
 @with_ledger
 def agents_did(ledger: Ledger, agent_id: str) -> None:
     """Print an agent's DID document (JSON)."""
+    from . import agents
+
     echo_json(agents.did_document(ledger, None, agent_id))
 
 
@@ -600,6 +636,8 @@ def authorize(ledger: Ledger, agent_id: str, principal: str, scopes: tuple[str, 
               expires_in: str | None, redirect_uri: str | None, state: str | None,
               audience: str | None, code_challenge: str | None, as_json: bool) -> None:
     """Start an authorization request (policies, then sandbox, else it waits for consent)."""
+    from . import authorization
+
     request = authorization.authorize(
         ledger, _developer_of_agent(ledger, agent_id), agent_id=agent_id, principal_id=principal,
         scopes=list(scopes), expires_in=expires_in, redirect_uri=redirect_uri, state=state,
@@ -614,12 +652,14 @@ def consent() -> None:
 
 
 @consent.command("list")
-@click.option("--status", type=click.Choice([*authorization.STATUSES, "all"]), default="pending",
-              show_default=True, help="Which requests to list.")
+@click.option("--status", type=LibraryChoice(lambda: [*_library("authorization").STATUSES, "all"]),
+              default="pending", show_default=True, help="Which requests to list.")
 @json_option
 @with_ledger
 def consent_list(ledger: Ledger, status: str, as_json: bool) -> None:
     """List authorization requests (by default those waiting for a decision)."""
+    from . import authorization
+
     found = authorization.list_requests(ledger, None, status=None if status == "all" else status)
     emit(as_json, {"requests": [r.to_dict() for r in found]}, lambda: echo_table(
         ["ID", "STATUS", "AGENT", "PRINCIPAL", "DEVELOPER", "SCOPES", "EXPIRES"],
@@ -633,6 +673,8 @@ def consent_list(ledger: Ledger, status: str, as_json: bool) -> None:
 @with_ledger
 def consent_show(ledger: Ledger, request_id: str, as_json: bool) -> None:
     """Show what a consent screen shows for REQUEST_ID: who asks, for whom, and what."""
+    from . import authorization
+
     details = authorization.consent_details(ledger, request_id, None)
 
     def human() -> None:
@@ -665,6 +707,8 @@ def _echo_decision(decision: ConsentDecision, as_json: bool) -> None:
 @with_ledger
 def consent_approve(ledger: Ledger, request_id: str, decided_by: str, as_json: bool) -> None:
     """Approve REQUEST_ID and print its single-use code (valid 10 minutes)."""
+    from . import authorization
+
     _echo_decision(authorization.approve(ledger, request_id, decided_by=decided_by), as_json)
 
 
@@ -675,6 +719,8 @@ def consent_approve(ledger: Ledger, request_id: str, decided_by: str, as_json: b
 @with_ledger
 def consent_deny(ledger: Ledger, request_id: str, decided_by: str, as_json: bool) -> None:
     """Deny REQUEST_ID (no code is issued)."""
+    from . import authorization
+
     _echo_decision(authorization.deny(ledger, request_id, decided_by=decided_by), as_json)
 
 
@@ -697,6 +743,8 @@ def tokens_group() -> None:
 def tokens_exchange(ledger: Ledger, code: str, agent_id: str, code_verifier: str | None,
                     redirect_uri: str | None, as_json: bool) -> None:
     """Trade an authorization code for a grant token and a refresh token."""
+    from . import tokens
+
     issued = tokens.exchange(ledger, _developer_of_agent(ledger, agent_id), code=_read_arg(code, "code"),
                              agent_id=agent_id, code_verifier=code_verifier, redirect_uri=redirect_uri)
     _echo_issued(issued, as_json)
@@ -704,9 +752,11 @@ def tokens_exchange(ledger: Ledger, code: str, agent_id: str, code_verifier: str
 
 def _verification(ledger: Ledger, token: str, offline: bool, required: list[str]) -> dict[str, Any]:
     """The verification answer as a dict; raises TokenInvalid for a token that fails."""
+    from .online import verify_online
+
     if offline:
         return {"valid": True, **ledger.verify_offline(token, required or None).to_dict()}
-    return tokens.verify_online(ledger, token, required_scopes=required or None).to_dict()
+    return verify_online(ledger, token, required_scopes=required or None).to_dict()
 
 
 @tokens_group.command("verify")
@@ -766,6 +816,8 @@ def tokens_decode(token: str, as_json: bool) -> None:
 @with_ledger
 def tokens_refresh(ledger: Ledger, refresh_token: str, agent_id: str, as_json: bool) -> None:
     """Swap a refresh token for a new grant token (same grant, same expiry)."""
+    from . import tokens
+
     issued = tokens.refresh(ledger, _developer_of_agent(ledger, agent_id),
                             refresh_token=_read_arg(refresh_token, "refresh token"), agent_id=agent_id)
     _echo_issued(issued, as_json)
@@ -776,6 +828,8 @@ def tokens_refresh(ledger: Ledger, refresh_token: str, agent_id: str, as_json: b
 @with_ledger
 def tokens_revoke(ledger: Ledger, jti: str) -> None:
     """Revoke one token by its id (jti); grants delegated from it are revoked too."""
+    from . import tokens
+
     cascaded = tokens.revoke(ledger, None, jti)
     click.echo(f"token {jti} revoked")
     if cascaded:
@@ -793,13 +847,15 @@ def grants_group() -> None:
 @grants_group.command("list")
 @click.option("--agent", "agent_id", default=None, metavar="AGENT_ID", help="Only this agent's grants.")
 @click.option("--principal", default=None, metavar="USER", help="Only this principal's grants.")
-@click.option("--status", type=click.Choice(grants.STATUSES), default=None,
+@click.option("--status", type=LibraryChoice(lambda: _library("grants").STATUSES), default=None,
               help="Only grants in this status.")
 @json_option
 @with_ledger
 def grants_list(ledger: Ledger, agent_id: str | None, principal: str | None, status: str | None,
                 as_json: bool) -> None:
     """List grants with their parent and delegation depth."""
+    from . import grants
+
     found = grants.list_grants(ledger, None, agent_id=agent_id, principal_id=principal, status=status)
     emit(as_json, {"grants": [g.to_dict() for g in found]}, lambda: echo_table(
         ["ID", "STATUS", "DEPTH", "PARENT", "AGENT", "PRINCIPAL", "SCOPES", "EXPIRES"],
@@ -813,6 +869,8 @@ def grants_list(ledger: Ledger, agent_id: str | None, principal: str | None, sta
 @with_ledger
 def grants_show(ledger: Ledger, grant_id: str, as_json: bool) -> None:
     """Show GRANT_ID and the chain of grants it was delegated from."""
+    from . import grants
+
     grant = grants.get(ledger, None, grant_id)
     chain = grants.ancestors(ledger, grant_id)
 
@@ -849,6 +907,8 @@ def tree_lines(nodes: list[dict[str, Any]], prefix: str = "") -> Iterator[str]:
 @with_ledger
 def grants_tree(ledger: Ledger, grant_id: str | None, as_json: bool) -> None:
     """Draw delegation trees: all of them, or the one under GRANT_ID."""
+    from . import grants
+
     roots = grants.tree(ledger, None, grant_id)
 
     def human() -> None:
@@ -868,6 +928,8 @@ def grants_tree(ledger: Ledger, grant_id: str | None, as_json: bool) -> None:
 @with_ledger
 def grants_revoke(ledger: Ledger, grant_id: str, yes: bool) -> None:
     """Revoke GRANT_ID and everything delegated from it; shows the blast radius first."""
+    from . import grants
+
     radius = grants.blast_radius(ledger, grant_id)
     if radius["grantIds"]:
         click.echo(f"revoking {grant_id} revokes {len(radius['grantIds'])} grant(s) "
@@ -891,6 +953,8 @@ def grants_revoke(ledger: Ledger, grant_id: str, yes: bool) -> None:
 def grants_delegate(ledger: Ledger, parent_token: str, agent_id: str, scopes: tuple[str, ...],
                     expires_in: str | None, as_json: bool) -> None:
     """Delegate part of a grant to a sub-agent, one level deeper."""
+    from . import delegation
+
     issued = delegation.delegate(
         ledger, _developer_of_agent(ledger, agent_id),
         parent_grant_token=_read_arg(parent_token, "parent token"), sub_agent_id=agent_id,
@@ -935,8 +999,8 @@ def _policy_fields_from_options(options: dict[str, Any]) -> dict[str, Any]:
 def policy_options(fn: F) -> F:
     """The condition and effect options shared by create and update."""
     decorators = [
-        click.option("--effect", type=click.Choice(sorted(policies.EFFECTS)), default=None,
-                     help="What a match does (auto_approve = allow, auto_deny = deny)."),
+        click.option("--effect", type=LibraryChoice(lambda: sorted(_library("policies").EFFECTS)),
+                     default=None, help="What a match does (auto_approve = allow, auto_deny = deny)."),
         click.option("--priority", type=int, default=None,
                      help="Higher runs first within denies and within allows (default 0)."),
         click.option("--agent", "agent_id", default=None, metavar="AGENT_ID",
@@ -968,6 +1032,8 @@ def policy_options(fn: F) -> F:
 def policies_create(ledger: Ledger, name: str, developer_id: str | None, as_json: bool,
                     **options: Any) -> None:
     """Create a policy NAME (--effect is required)."""
+    from . import policies
+
     fields = _policy_fields_from_options(options)
     if fields["effect"] is None:
         raise click.BadParameter("an effect is required", param_hint="--effect")
@@ -983,6 +1049,8 @@ def policies_create(ledger: Ledger, name: str, developer_id: str | None, as_json
 @with_ledger
 def policies_list(ledger: Ledger, developer_id: str | None, as_json: bool) -> None:
     """List policies in evaluation order (denies first)."""
+    from . import policies
+
     found = policies.list_policies(ledger, _developer(ledger, developer_id))
     emit(as_json, {"policies": [p.to_dict() for p in found], "total": len(found)}, lambda: echo_table(
         ["ID", "EFFECT", "PRIORITY", "NAME", "AGENT", "PRINCIPAL", "SCOPES", "WINDOW"],
@@ -996,6 +1064,8 @@ def policies_list(ledger: Ledger, developer_id: str | None, as_json: bool) -> No
 @with_ledger
 def policies_show(ledger: Ledger, policy_id: str, developer_id: str | None, as_json: bool) -> None:
     """Show policy POLICY_ID."""
+    from . import policies
+
     policy = policies.get(ledger, _developer(ledger, developer_id), policy_id)
     emit(as_json, policy.to_dict(), lambda: echo_fields(_policy_fields(policy)))
 
@@ -1010,6 +1080,8 @@ def policies_show(ledger: Ledger, policy_id: str, developer_id: str | None, as_j
 def policies_update(ledger: Ledger, policy_id: str, name: str | None, developer_id: str | None,
                     as_json: bool, **options: Any) -> None:
     """Change the options given on POLICY_ID; the others stay as they are."""
+    from . import policies
+
     params = UpdatePolicyParams(name=name, **_policy_fields_from_options(options))
     policy = policies.update(ledger, _developer(ledger, developer_id), policy_id, params)
     emit(as_json, policy.to_dict(), lambda: echo_fields(_policy_fields(policy)))
@@ -1021,6 +1093,8 @@ def policies_update(ledger: Ledger, policy_id: str, name: str | None, developer_
 @with_ledger
 def policies_delete(ledger: Ledger, policy_id: str, developer_id: str | None) -> None:
     """Delete policy POLICY_ID."""
+    from . import policies
+
     policies.delete(ledger, _developer(ledger, developer_id), policy_id)
     click.echo(f"policy {policy_id} deleted")
 
@@ -1038,6 +1112,8 @@ def keys_group() -> None:
 @with_ledger
 def keys_rotate(ledger: Ledger, as_json: bool) -> None:
     """Start signing with a new key; old tokens keep verifying until they expire."""
+    from . import keys
+
     rotated = keys.rotate_signing_key(ledger)
     emit(as_json, rotated, lambda: echo_fields(
         [("new kid", rotated["kid"]), ("retired", rotated["retiredKids"]), ("at", rotated["rotatedAt"])]))
@@ -1047,6 +1123,8 @@ def keys_rotate(ledger: Ledger, as_json: bool) -> None:
 @with_ledger
 def keys_jwks(ledger: Ledger) -> None:
     """Print the JWKS served at ISSUER/.well-known/jwks.json."""
+    from . import keys
+
     echo_json(keys.jwks(ledger))
 
 
@@ -1055,6 +1133,8 @@ def keys_jwks(ledger: Ledger) -> None:
 @with_ledger
 def keys_list(ledger: Ledger, as_json: bool) -> None:
     """List signing keys, active and retired."""
+    from . import keys
+
     found = keys.list_signing_keys(ledger)
     emit(as_json, {"keys": found}, lambda: echo_table(
         ["KID", "STATUS", "CREATED", "RETIRED", "LAST TOKEN EXPIRY"],
@@ -1075,6 +1155,8 @@ def developers_group() -> None:
 @with_ledger
 def developers_list(ledger: Ledger, as_json: bool) -> None:
     """List developers."""
+    from . import developers
+
     found = developers.list_developers(ledger)
     emit(as_json, {"developers": [d.to_dict() for d in found]}, lambda: echo_table(
         ["ID", "NAME", "SANDBOX", "DEFAULT", "CREATED"],
@@ -1089,6 +1171,8 @@ def developers_list(ledger: Ledger, as_json: bool) -> None:
 @with_ledger
 def developers_create(ledger: Ledger, name: str, sandbox: bool, as_json: bool) -> None:
     """Create a developer NAME."""
+    from . import developers
+
     dev = developers.create_developer(ledger, name, sandbox=sandbox)
     emit(as_json, dev.to_dict(), lambda: echo_fields(
         [("id", dev.id), ("name", dev.name), ("sandbox", dev.sandbox), ("created", dev.created_at)]))
@@ -1101,6 +1185,8 @@ def developers_create(ledger: Ledger, name: str, sandbox: bool, as_json: bool) -
 @with_ledger
 def developers_create_key(ledger: Ledger, developer_id: str | None, name: str, as_json: bool) -> None:
     """Create an API key; it is printed once and cannot be shown again."""
+    from . import developers
+
     key = developers.create_api_key(ledger, _developer(ledger, developer_id), name)
     emit(as_json, key.to_dict(), lambda: echo_fields(
         [("id", key.id), ("developer", key.developer_id), ("api key", key.key)]))
@@ -1120,7 +1206,12 @@ def failed_checks(fn: F) -> F:
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (errors.ChainBroken, CheckpointInvalid, ExportInvalid) as exc:
+        except errors.GrantexLocalError as exc:
+            from .audit.note import CheckpointInvalid  # here, not at import: see the module docstring
+            from .export import ExportInvalid
+
+            if not isinstance(exc, errors.ChainBroken | CheckpointInvalid | ExportInvalid):
+                raise
             raise CliError(exc.message, EXIT_CHECK_FAILED) from None
 
     return run  # type: ignore[return-value]
@@ -1128,6 +1219,9 @@ def failed_checks(fn: F) -> F:
 
 def _load_verifier_key(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """The key text given, or read from the file it names; checked here so a typo is a usage error."""
+    from .audit import checkpoints as audit_checkpoints
+    from .audit.note import CheckpointInvalid
+
     if value is None:
         if param.required:  # click 8.2+ runs callbacks before its own missing-value check
             raise click.MissingParameter(ctx=ctx, param=param)
@@ -1183,7 +1277,7 @@ def audit_group() -> None:
 @click.option("--grant", "grant_id", metavar="GRANT_ID", default=None, help="Only this grant's entries.")
 @click.option("--principal", metavar="USER", default=None, help="Only entries for this principal.")
 @click.option("--action", default=None, help="Only this action, e.g. grantex.grant.revoked.")
-@click.option("--status", type=click.Choice(audit_trail.STATUSES), default=None,
+@click.option("--status", type=LibraryChoice(lambda: _library("audit.trail").STATUSES), default=None,
               help="Only entries with this status.")
 @click.option("--since", metavar="TIME", default=None,
               help="Only entries at or after TIME (ISO-8601, e.g. 2026-02-01T12:00:00Z).")
@@ -1197,6 +1291,8 @@ def audit_list(ledger: Ledger, developer_id: str | None, agent_id: str | None, g
                principal: str | None, action: str | None, status: str | None, since: str | None,
                until: str | None, page: int, page_size: int, newest_first: bool, as_json: bool) -> None:
     """List audit entries in chain order; '!' marks actions taken under a revoked or expired grant."""
+    from .audit import trail as audit_trail
+
     found = audit_trail.list_entries(
         ledger, developer_id, agent_id=agent_id, grant_id=grant_id, principal_id=principal, action=action,
         status=status, since=since, until=until, page=page, page_size=page_size, newest_first=newest_first)
@@ -1220,6 +1316,8 @@ def audit_list(ledger: Ledger, developer_id: str | None, agent_id: str | None, g
 @with_ledger
 def audit_show(ledger: Ledger, entry_id: str, as_json: bool) -> None:
     """Show audit entry ENTRY_ID with its metadata."""
+    from .audit import trail as audit_trail
+
     entry = audit_trail.get_entry(ledger, None, entry_id)
 
     def human() -> None:
@@ -1237,8 +1335,8 @@ def audit_show(ledger: Ledger, entry_id: str, as_json: bool) -> None:
 @click.option("--grant", "grant_id", required=True, metavar="GRANT_ID",
               help="The grant it acted under (must be the agent's).")
 @click.option("--action", required=True, help="What it did, e.g. calendar.read ('grantex.' is reserved).")
-@click.option("--status", type=click.Choice(audit_trail.STATUSES), default="success", show_default=True,
-              help="How it went.")
+@click.option("--status", type=LibraryChoice(lambda: _library("audit.trail").STATUSES), default="success",
+              show_default=True, help="How it went.")
 @click.option("--metadata", default=None, metavar="JSON",
               help="A JSON object recorded with the entry ('-' reads it from stdin).")
 @json_option
@@ -1246,6 +1344,8 @@ def audit_show(ledger: Ledger, entry_id: str, as_json: bool) -> None:
 def audit_log(ledger: Ledger, agent_id: str, grant_id: str, action: str, status: str,
               metadata: str | None, as_json: bool) -> None:
     """Append an action to the chain of the developer that owns the agent."""
+    from .audit import trail as audit_trail
+
     parsed = None
     if metadata is not None:
         try:
@@ -1259,6 +1359,9 @@ def audit_log(ledger: Ledger, agent_id: str, grant_id: str, action: str, status:
 
 def _verify_with_progress(ledger: Ledger, developer_id: str, checkpoint: Checkpoint | None) -> ChainReport:
     """The library's verifier; long chains (counted first, cheaply) get a progress bar on stderr."""
+    from .audit import chain as audit_chain
+    from .audit import trail as audit_trail
+
     total = audit_trail.count_entries(ledger, developer_id)
     if total <= PROGRESS_THRESHOLD:
         return audit_chain.verify_chain(ledger, developer_id, checkpoint=checkpoint)
@@ -1271,6 +1374,11 @@ def _verify_with_progress(ledger: Ledger, developer_id: str, checkpoint: Checkpo
 
 def _developer_of_checkpoint(ledger: Ledger, note_text: str) -> str:
     """The chain in this ledger that a checkpoint's origin line names."""
+    from .audit import chain as audit_chain
+    from .audit import checkpoints as audit_checkpoints
+    from .audit import note as audit_note
+    from .audit.note import CheckpointInvalid
+
     origin = audit_note.parse(note_text)[0].origin
     for developer_id in audit_chain.chain_developers(ledger):
         if audit_checkpoints.origin(ledger, developer_id) == origin:
@@ -1290,6 +1398,11 @@ def _developer_of_checkpoint(ledger: Ledger, note_text: str) -> str:
 def audit_verify(ledger: Ledger, developer_id: str | None, against: str | None, verifier_key: str | None,
                  as_json: bool) -> None:
     """Walk the hash chain(s) from the stored bytes; exit 1 at the first broken seq."""
+    from . import developers
+    from .audit import chain as audit_chain
+    from .audit import checkpoints as audit_checkpoints
+    from .audit.note import CheckpointInvalid
+
     if verifier_key is not None and against is None:
         raise click.UsageError("--key only applies together with --against")
     if developer_id is not None:
@@ -1331,6 +1444,8 @@ def audit_verify(ledger: Ledger, developer_id: str | None, against: str | None, 
 @with_ledger
 def audit_checkpoint(ledger: Ledger, developer_id: str | None, out: str | None, as_json: bool) -> None:
     """Sign a checkpoint over the chain as it is now (checked against the previous one) and store it."""
+    from .audit import checkpoints as audit_checkpoints
+
     made = audit_checkpoints.create(ledger, _developer(ledger, developer_id))
     if out is not None:
         Path(out).write_text(made["signedCheckpoint"], encoding="utf-8")
@@ -1353,6 +1468,9 @@ def audit_checkpoint(ledger: Ledger, developer_id: str | None, out: str | None, 
 @with_ledger
 def audit_checkpoints_list(ledger: Ledger, developer_id: str | None, as_json: bool) -> None:
     """List the stored checkpoints, smallest first."""
+    from .audit import chain as audit_chain
+    from .audit import checkpoints as audit_checkpoints
+
     chains = [developer_id] if developer_id else audit_chain.chain_developers(ledger)
     found = [c for d in chains for c in audit_checkpoints.list_checkpoints(ledger, d)]
     emit(as_json, {"checkpoints": found}, lambda: echo_table(
@@ -1370,6 +1488,8 @@ def audit_checkpoints_list(ledger: Ledger, developer_id: str | None, as_json: bo
 @with_ledger
 def audit_prove(ledger: Ledger, entry_id: str, out: str | None) -> None:
     """Print an inclusion proof (JSON) of ENTRY_ID under the latest checkpoint covering it."""
+    from .audit import checkpoints as audit_checkpoints
+
     proof = audit_checkpoints.prove(ledger, entry_id)
     text = json_text(proof) + "\n"
     if out is None:
@@ -1388,6 +1508,9 @@ def audit_prove(ledger: Ledger, entry_id: str, out: str | None) -> None:
 @ledger_option
 def audit_verify_proof(proof_file: str, verifier_key: str, as_json: bool) -> None:
     """Check an inclusion proof offline with only the proof and the public key; exit 1 when invalid."""
+    from .audit import checkpoints as audit_checkpoints
+    from .audit.note import CheckpointInvalid
+
     try:
         try:
             proof = json.loads(Path(proof_file).read_text(encoding="utf-8"))
@@ -1414,6 +1537,8 @@ def audit_verify_proof(proof_file: str, verifier_key: str, as_json: bool) -> Non
 @with_ledger
 def audit_public_key(ledger: Ledger) -> None:
     """Print the public checkpoint key to hand to auditors (for verify-proof and verify-export)."""
+    from .audit import checkpoints as audit_checkpoints
+
     click.echo(audit_checkpoints.verifier_key(ledger))
 
 
@@ -1432,6 +1557,8 @@ def audit_public_key(ledger: Ledger) -> None:
 @with_ledger
 def export_command(ledger: Ledger, out: str, force: bool, fmt: str, as_json: bool) -> None:
     """Write a signed, self-contained bundle of the ledger (no secrets) to directory OUT."""
+    from .export import export_bundle
+
     if fmt == "parquet":
         from .analysis.parquet import export_parquet  # pandas and pyarrow only on this path
 
@@ -1460,6 +1587,9 @@ def export_command(ledger: Ledger, out: str, force: bool, fmt: str, as_json: boo
 @ledger_option
 def verify_export(path: str, verifier_key: str | None, as_json: bool) -> None:
     """Check an export bundle (or a hosted-service audit export) offline; exit 1 naming what is wrong."""
+    from .audit.note import CheckpointInvalid
+    from .export import ExportInvalid, verify_bundle
+
     try:
         summary = verify_bundle(path, verifier_key=verifier_key)
     except (ExportInvalid, errors.ChainBroken, CheckpointInvalid) as exc:

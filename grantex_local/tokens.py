@@ -11,26 +11,25 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import functools
 import hashlib
 import hmac
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jwt
 from ulid import ULID
 
-from . import agents, errors, grants
+from . import agents, errors, grants, online
 from .audit.trail import record
 from .clock import iso, parse_expires_in, parse_iso
 from .developers import hash_secret
 from .ids import new_id
-from .models import ExchangeTokenResponse, VerifyTokenResponse
+from .models import ExchangeTokenResponse
+from .online import verify_online as verify_online
 from .verify import ALGORITHM, GRANT_CLAIM, TOKEN_TYPE
 
 if TYPE_CHECKING:
@@ -239,84 +238,6 @@ def exchange(
     return issued.result()
 
 
-def _chain(conn: sqlite3.Connection, grant_id: str) -> list[sqlite3.Row]:
-    """The grant and its ancestors, in the row shape of :data:`_ONLINE` (token column None)."""
-    return conn.execute(
-        "WITH RECURSIVE chain(id, n) AS ("
-        " SELECT ?, 0 UNION ALL SELECT g.parent_grant_id, c.n + 1 FROM grants g"
-        " JOIN chain c ON g.id = c.id WHERE g.parent_grant_id IS NOT NULL"
-        ") SELECT c.n, g.id, g.developer_id, g.principal_id, g.scopes, g.revoked_at, g.expires_at,"
-        " a.did, a.status, NULL FROM chain c JOIN grants g ON g.id = c.id"
-        " JOIN agents a ON a.id = g.agent_id",
-        (grant_id,),
-    ).fetchall()
-
-
-def _chain_problem(rows: Sequence[Sequence[Any]], now_iso: str) -> str | None:
-    """Why the grant or an ancestor cannot be used now (None: all good).
-
-    Revocation is reported before expiry, and both before agent status,
-    wherever in the chain they are."""
-    if not rows:
-        return "unknown_grant"
-    for row in rows:
-        if row[5] is not None:
-            return "grant_revoked"
-    for row in rows:
-        if row[6] <= now_iso:
-            return "grant_expired"
-    for row in rows:
-        if row[8] != "active":
-            return f"agent_{row[8]}"
-    return None
-
-
-# One statement (a consistent snapshot on its own): the row with n = 0 is the token and its
-# grant, the others its ancestors; each with the revocation, expiry and agent status that
-# decide. No ORDER BY: the sort costs more than finding n = 0.
-_ONLINE = (
-    "WITH RECURSIVE chain(id, n, token_revoked_at) AS ("
-    " SELECT grant_id, 0, revoked_at FROM tokens WHERE jti = ?"
-    " UNION ALL SELECT g.parent_grant_id, c.n + 1, NULL FROM grants g JOIN chain c ON g.id = c.id"
-    " WHERE g.parent_grant_id IS NOT NULL"
-    ") SELECT c.n, g.id, g.developer_id, g.principal_id, g.scopes, g.revoked_at, g.expires_at,"
-    " a.did, a.status, c.token_revoked_at"
-    " FROM chain c JOIN grants g ON g.id = c.id JOIN agents a ON a.id = g.agent_id"
-)
-
-
-@functools.lru_cache(maxsize=1024)
-def _scopes_of(text: str) -> tuple[str, ...]:
-    """A grant's stored scope list (the same few lists recur in grant after grant)."""
-    return tuple(json.loads(text))
-
-
-def verify_online(ledger: Ledger, token: str, developer_id: str | None = None,
-                  required_scopes: list[str] | None = None) -> VerifyTokenResponse:
-    """Offline checks plus revocation, ancestors and agent status; never raises for a bad token."""
-    try:
-        claims = ledger.verify_offline(token, required_scopes)
-    except errors.TokenInvalid as exc:
-        return VerifyTokenResponse(valid=False, reason=exc.reason)
-    rows = ledger.query(_ONLINE, (claims.token_id,))
-    head = next((r for r in rows if r[0] == 0), None)
-    if head is None or (developer_id is not None and head[2] != developer_id):
-        return VerifyTokenResponse(valid=False, reason="unknown_token")
-    _, grant_id, _, principal_id, scopes, _, expires_at, did, _, token_revoked_at = head
-    if (grant_id != claims.grant_id or principal_id != claims.principal_id
-            or did != claims.agent_did or _scopes_of(scopes) != claims.scopes):
-        return VerifyTokenResponse(valid=False, reason="claims_mismatch")
-    if token_revoked_at is not None:
-        return VerifyTokenResponse(valid=False, reason="token_revoked")
-    problem = _chain_problem(rows, iso(ledger.now()))
-    if problem is not None:
-        return VerifyTokenResponse(valid=False, reason=problem)
-    return VerifyTokenResponse(
-        valid=True, grant_id=claims.grant_id, scopes=claims.scopes, principal=claims.principal_id,
-        agent=claims.agent_did, expires_at=expires_at, token_id=claims.token_id,
-    )
-
-
 def revoke_tokens(ledger: Ledger, conn: sqlite3.Connection, jtis: list[str], now_iso: str,
                   cause: str) -> list[str]:
     """Revoke tokens and every grant delegated from them, with their audit events;
@@ -387,7 +308,7 @@ def refresh(ledger: Ledger, developer_id: str, *, refresh_token: str, agent_id: 
         elif row["token_revoked_at"] is not None:
             raise errors.InvalidRefreshToken("cannot refresh: the token it belongs to was revoked")
         else:
-            problem = _chain_problem(_chain(conn, row["id"]), now_iso)
+            problem = online.chain_problem(online.chain(conn, row["id"]), now_iso)
             if problem is not None:
                 raise errors.InvalidRefreshToken(f"cannot refresh: {problem.replace('_', ' ')}")
             cur = conn.execute(
