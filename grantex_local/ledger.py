@@ -87,10 +87,9 @@ class Ledger:
         # Parsed keys are kept for the life of the object: parsing a PEM
         # private key costs tens of milliseconds.
         self._signing_key: tuple[str, Any] | None = None
-        self._signing_key_stamp: tuple[int, int] | None = None
+        self._signing_key_stamp: int | None = None
         self._verifier: Any = None
-        self._verifier_stamp: tuple[int, int] | None = None
-        self._own_writes = 0
+        self._verifier_stamp: int | None = None
         self.readonly = False
         self.created = False
         if issuer is not None:
@@ -235,7 +234,7 @@ class Ledger:
             yield self.conn
         except BaseException as exc:
             self._write_depth = 0
-            self._own_writes += 1  # cached state may hold what was rolled back
+            self.forget_keys()  # they may hold a key or issuer that was rolled back
             with contextlib.suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
             self._settings_cache = None
@@ -244,7 +243,6 @@ class Ledger:
             raise
         else:
             self._write_depth = 0
-            self._own_writes += 1
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -343,15 +341,15 @@ class Ledger:
 
     # ── keys (parsed once, kept) ─────────────────────────────────────────
 
-    def stamp(self) -> tuple[int, int]:
-        """Changes when anything may have changed in the file: another connection's commit
-        (``PRAGMA data_version``) or one of our transactions ending. Cached state checked against it costs one
-        pragma instead of a query per call."""
+    def stamp(self) -> int:
+        """Changes whenever another connection (another process) commits to the file
+        (``PRAGMA data_version``): cached keys and issuer are checked against it, one pragma
+        instead of a query per call. This connection's own changes to them drop the caches
+        where they are made (rotation, settings, a rollback)."""
         try:
-            version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+            return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
-        return version, self._own_writes
 
     def signing_key(self) -> tuple[str, Any]:
         """(kid, private key object) of the active signing key."""
