@@ -10,21 +10,21 @@ Merkle nodes completed by the append are stored in the same transaction.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 import sqlite3
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from operator import methodcaller
 from typing import TYPE_CHECKING, Any
 
 from ulid import ULID
 
-from .. import errors
+from .. import errors, ids
 from ..clock import iso
-from ..ids import new_id
 from ..models import AuditEntry
 from . import merkle
-from .hashing import canonical_json, preimage_text
+from .hashing import canonical_object, js_string
 
 if TYPE_CHECKING:
     from ..ledger import Ledger
@@ -37,18 +37,34 @@ storing every level would write two node rows per entry, this writes about one p
 LIFECYCLE_PREFIX = "grantex."
 MAX_ACTION = 200
 MAX_METADATA_BYTES = 64 * 1024
+_ITEM_FIELDS = frozenset({"agent_id", "grant_id", "action", "status", "metadata", "agent_did",
+                          "principal_id"})
+
+_ID_PREFIX = ids.PREFIXES["audit"]
 
 
-@dataclass
-class _Head:
-    seq: int
-    hash: str
-    id: str
-    timestamp: str
+def _json_field(name: str, value: object) -> str:
+    """One string field of the preimage as ``JSON.stringify`` writes it (null when absent)."""
+    if value is None:
+        return "null"
+    if not isinstance(value, str):
+        raise errors.InvalidInput(f"audit field {name} must be a string")
+    return js_string(value)
+
+
+_Context = tuple[str | None, str | None, str | None, str | None, str, str]
+"""(agent id, agent DID, grant id, principal id, action, status): the fields entries of a batch share."""
 
 
 class Appender:
-    """Appends to one developer's chain inside the caller's write transaction."""
+    """Appends to one developer's chain inside the caller's write transaction.
+
+    The preimage is assembled from pieces that repeat across a batch (the
+    fields between the id and the metadata, the time stamp, the status), each
+    escaped once; the id and the previous hash need no escaping (base 32 and
+    hex). The text is the one :func:`~grantex_local.audit.hashing.preimage_text`
+    builds, byte for byte (the tests hold them together).
+    """
 
     def __init__(self, ledger: Ledger, conn: sqlite3.Connection, developer_id: str) -> None:
         self.ledger = ledger
@@ -57,24 +73,20 @@ class Appender:
         row = conn.execute(
             "SELECT seq, hash, id, timestamp FROM audit_entries WHERE developer_id = ? "
             "ORDER BY seq DESC LIMIT 1", (developer_id,)).fetchone()
-        self.head = _Head(row[0], row[1], row[2], row[3]) if row else None
-        self._nodes: dict[tuple[int, int], bytes] = {}
+        # The head: what the next entry follows (seq 0 and empty strings before the first entry).
+        self._seq: int = row[0] if row else 0
+        self._hash: str | None = row[1] if row else None
+        self._id: str = row[2] if row else ""
+        self._stamp: str = row[3] if row else ""
+        self._prev_text = f',"prevHash":{_json_field("prevHash", row[1] if row else None)}'
+        self._edge: dict[int, bytes] = {}
+        """The Merkle tree's right edge by level, as far as this appender built it: each a perfect
+        subtree still waiting for its right sibling. The older part is read from the ledger."""
         self._now: str | None = None
-        self._entry_rows: list[tuple[int, str, str]] = []
-        self._node_rows: list[tuple[str, int, int, bytes]] = []
-
-    def _node(self, level: int, index: int) -> bytes:
-        cached = self._nodes.get((level, index))
-        if cached is not None:
-            return cached
-        return tree_node(self.conn, self.developer_id, level, index)
-
-    def _next_id(self) -> str:
-        entry_id = new_id("audit")
-        if self.head is not None and entry_id <= self.head.id:
-            # Another process minted the head in this millisecond: keep ids ordered.
-            entry_id = "alog_" + str(ULID.from_int(int(ULID.from_str(self.head.id[5:])) + 1))
-        return entry_id
+        self._fixed: dict[_Context, tuple[str, str]] = {}
+        self._texts: list[str] = []  # with the hashes, the rows flush writes (strings: no GC work)
+        self._hashes: list[str] = []
+        self._digests: list[bytes] = []
 
     def add(self, *, action: str, status: str = "success", metadata: Mapping[str, Any] | None = None,
             agent_id: str | None = None, agent_did: str | None = None, grant_id: str | None = None,
@@ -84,42 +96,114 @@ class Appender:
 
         ``metadata_text`` is the canonical JSON of ``metadata`` when already computed.
         """
-        head = self.head
+        if metadata_text is None:
+            metadata_text, parsed = canonical_object(dict(metadata or {}))
+        else:
+            parsed = json.loads(metadata_text)
+        context = (agent_id, agent_did, grant_id, principal_id, action, status)
+        return self.add_many([context], [metadata_text], [parsed], timestamp)[0]
+
+    def add_many(self, contexts: Sequence[_Context], metadata_texts: Sequence[str],
+                 metadata: Sequence[dict[str, Any]], timestamp: str | None = None) -> list[AuditEntry]:
+        """Queue entries given as columns: shared fields, canonical metadata, and the metadata
+        as parsed back from that text (what each entry reports).
+
+        Columns rather than a tuple per entry, and one loop with what it needs
+        in local names: a bulk append spends most of its Python time here, and
+        objects that live until the batch is written are what wakes the
+        garbage collector.
+        """
         if timestamp is None:
             if self._now is None:  # one instant for everything one transaction appends
                 self._now = iso(self.ledger.now())
             timestamp = self._now
-        stamp = timestamp
-        if head is not None and stamp < head.timestamp:
-            stamp = head.timestamp  # time never goes backwards within a chain
-        fields = {
-            "id": self._next_id(), "agentId": agent_id, "agentDid": agent_did, "grantId": grant_id,
-            "principalId": principal_id, "developerId": self.developer_id, "action": action,
-            "timestamp": stamp, "prevHash": head.hash if head else None, "status": status,
-        }
-        meta_text = metadata_text if metadata_text is not None else canonical_json(dict(metadata or {}))
-        text = preimage_text(fields, None, meta_text)
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        seq = head.seq + 1 if head else 1
-        self._entry_rows.append((seq, text, digest))
-        for level, index, h in merkle.new_nodes(seq - 1, merkle.leaf_hash(digest), self._node):
-            self._nodes[(level, index)] = h
-            if level >= STORED_LEVEL:
-                self._node_rows.append((self.developer_id, level, index, h))
-        self.head = _Head(seq, digest, fields["id"], stamp)
-        return AuditEntry(fields["id"], seq, agent_id, agent_did, grant_id, principal_id,
-                          self.developer_id, action, json.loads(meta_text), status, stamp,
-                          digest, fields["prevHash"])
+        elif not isinstance(timestamp, str):
+            raise errors.InvalidInput("audit field timestamp must be a string")
+        stamp = timestamp if timestamp >= self._stamp else self._stamp  # never backwards in a chain
+        stamp_text = f',"timestamp":{_json_field("timestamp", stamp)}'
+        fixed_texts, developer_id, sha256 = self._fixed, self.developer_id, hashlib.sha256
+        texts, hashes, digests = self._texts, self._hashes, self._digests
+        out: list[AuditEntry] = []
+        seq, last_hash, last_id, prev_text = self._seq, self._hash, self._id, self._prev_text
+        try:
+            for context, metadata_text, parsed in zip(contexts, metadata_texts, metadata, strict=True):
+                try:
+                    fixed = fixed_texts.get(context)
+                except TypeError:  # an unhashable field: refused by _fixed_text
+                    fixed = None
+                if fixed is None:
+                    fixed = fixed_texts[context] = self._fixed_text(context)
+                entry_id = ids.new_id("audit")
+                if entry_id <= last_id:
+                    # Another process minted the head in this millisecond: keep ids ordered.
+                    entry_id = _ID_PREFIX + str(ULID.from_int(int(ULID.from_str(last_id[5:])) + 1))
+                text = f'{{"id":"{entry_id}{fixed[0]}{metadata_text}{stamp_text}{prev_text}{fixed[1]}'
+                digest = sha256(text.encode()).digest()
+                hash_hex = digest.hex()
+                agent_id, agent_did, grant_id, principal_id, action, status = context
+                out.append(AuditEntry(entry_id, seq + 1, agent_id, agent_did, grant_id, principal_id,
+                                      developer_id, action, parsed, status, stamp, hash_hex, last_hash))
+                texts.append(text)
+                hashes.append(hash_hex)
+                digests.append(digest)
+                seq, last_hash, last_id, prev_text = seq + 1, hash_hex, entry_id, f',"prevHash":"{hash_hex}"'
+        finally:  # the head is the last entry queued, whatever stopped the loop
+            if seq != self._seq:
+                self._seq, self._hash, self._id, self._prev_text, self._stamp = (
+                    seq, last_hash, last_id, prev_text, stamp)
+        return out
+
+    def _fixed_text(self, context: _Context) -> tuple[str, str]:
+        """The preimage's text from the id to the metadata, and from the status to the end."""
+        agent_id, agent_did, grant_id, principal_id, action, status = context
+        return (f'","agentId":{_json_field("agentId", agent_id)},'
+                f'"agentDid":{_json_field("agentDid", agent_did)},'
+                f'"grantId":{_json_field("grantId", grant_id)},'
+                f'"principalId":{_json_field("principalId", principal_id)},'
+                f'"developerId":{_json_field("developerId", self.developer_id)},'
+                f'"action":{_json_field("action", action)},"metadata":',
+                f',"status":{_json_field("status", status)}}}')
 
     def flush(self) -> None:
-        if self._entry_rows:
-            self.conn.executemany("INSERT INTO audit_entries (seq, preimage, hash) VALUES (?, ?, ?)",
-                                  self._entry_rows)
+        """Write the queued entries and the Merkle nodes they complete."""
+        if not self._texts:
+            return
+        first = self._seq - len(self._texts) + 1
+        nodes = self._completed_nodes(first - 1, self._digests)
+        self.conn.executemany("INSERT INTO audit_entries (seq, preimage, hash) VALUES (?, ?, ?)",
+                              zip(itertools.count(first), self._texts, self._hashes))
+        if nodes:
             self.conn.executemany(
-                "INSERT INTO audit_merkle (developer_id, level, idx, hash) VALUES (?, ?, ?, ?)",
-                self._node_rows)
-        self._entry_rows.clear()
-        self._node_rows.clear()
+                "INSERT INTO audit_merkle (developer_id, level, idx, hash) VALUES (?, ?, ?, ?)", nodes)
+        self._texts.clear()
+        self._hashes.clear()
+        self._digests.clear()
+
+    def _completed_nodes(self, start: int, digests: list[bytes]) -> list[tuple[str, int, int, bytes]]:
+        """The stored-level Merkle nodes completed by leaves ``start``… (RFC 6962), a level at a time.
+
+        Each level pairs its nodes in one pass of C calls instead of a loop per
+        entry: a first node with an odd index takes its left sibling from the
+        edge, a last node with an even index becomes the edge at its level.
+        """
+        sha256, digest = hashlib.sha256, methodcaller("digest")
+        nodes = list(map(digest, map(sha256, map(b"\x00".__add__, digests))))
+        level, stored = 0, []
+        while nodes:
+            if start & 1:
+                left = self._edge.pop(level, None)
+                if left is None:
+                    left = tree_node(self.conn, self.developer_id, level, start - 1)
+                nodes.insert(0, left)
+                start -= 1
+            if len(nodes) & 1:
+                self._edge[level] = nodes.pop()
+            nodes = list(map(digest, map(sha256, map(bytes.__add__, map(b"\x01".__add__, nodes[0::2]),
+                                                         nodes[1::2]))))
+            level, start = level + 1, start >> 1
+            if level >= STORED_LEVEL:
+                stored += [(self.developer_id, level, start + i, h) for i, h in enumerate(nodes)]
+        return stored
 
 
 def tree_node(conn: sqlite3.Connection, developer_id: str, level: int, index: int) -> bytes:
@@ -152,58 +236,85 @@ def record(ledger: Ledger, conn: sqlite3.Connection, developer_id: str, action: 
 
 # ── the SDK's audit.log ──────────────────────────────────────────────────────
 
+class _Checker:
+    """Checks the items of one batch and keeps what :meth:`Appender.add_many` needs of each.
 
-def _validated(ledger: Ledger, developer_id: str, item: Mapping[str, Any],
-               seen: dict[tuple[str, str], Any]) -> dict[str, Any]:
-    """Check one entry against the ledger; returns the fields to append.
-
-    ``seen`` caches agent and grant lookups across one batch.
+    The checks and their order are those of a single item: which error an item
+    gets does not depend on the items before it; only what one item proved
+    (an agent's grant, an action's spelling) is not looked up again. What is
+    kept is three lists, with the contexts shared: a batch then leaves no
+    object per item for the garbage collector to walk until it is written.
     """
-    unknown = set(item) - {"agent_id", "grant_id", "action", "status", "metadata", "agent_did",
-                           "principal_id"}
-    if unknown:
-        raise errors.InvalidInput(f"unknown audit fields: {', '.join(sorted(unknown))}")
-    agent_id, grant_id, action = item.get("agent_id"), item.get("grant_id"), item.get("action")
-    for name, value in (("agentId", agent_id), ("grantId", grant_id), ("action", action)):
-        if not isinstance(value, str) or not value:
-            raise errors.InvalidInput(f"{name} must be a non-empty string")
-    assert isinstance(action, str)
-    if len(action) > MAX_ACTION or _CONTROL.search(action):
-        raise errors.InvalidInput(f"action must be at most {MAX_ACTION} printable characters")
-    if action.startswith(LIFECYCLE_PREFIX):
-        raise errors.InvalidInput(f"actions starting with {LIFECYCLE_PREFIX!r} are reserved for the ledger")
-    status = item.get("status") or "success"
-    if status not in STATUSES:
-        raise errors.InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-    metadata = item.get("metadata")
-    if metadata is None:
-        metadata = {}
-    if not isinstance(metadata, Mapping):
-        raise errors.InvalidInput("metadata must be a JSON object")
-    metadata_text = canonical_json(metadata)
-    if len(metadata_text) > MAX_METADATA_BYTES:  # characters: a cheap first bound
-        raise errors.InvalidInput(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
-    if ("grant", grant_id) not in seen:
-        seen[("grant", grant_id)] = ledger.query_one(
+
+    def __init__(self, ledger: Ledger, developer_id: str) -> None:
+        self.ledger = ledger
+        self.developer_id = developer_id
+        self.actions: set[str] = set()
+        self.pairs: dict[tuple[str, str], tuple[str, str]] = {}
+        self.known_contexts: dict[_Context, _Context] = {}
+        self.contexts: list[_Context] = []
+        self.metadata_texts: list[str] = []
+        self.metadata: list[dict[str, Any]] = []
+
+    def check(self, item: Mapping[str, Any]) -> None:
+        if type(item) is not dict and not isinstance(item, Mapping):
+            raise errors.InvalidInput("an audit entry must be an object")
+        if not item.keys() <= _ITEM_FIELDS:
+            unknown = set(item) - _ITEM_FIELDS
+            raise errors.InvalidInput(f"unknown audit fields: {', '.join(sorted(unknown))}")
+        get = item.get
+        agent_id, grant_id, action = get("agent_id"), get("grant_id"), get("action")
+        if not isinstance(agent_id, str) or not agent_id:
+            raise errors.InvalidInput("agentId must be a non-empty string")
+        if not isinstance(grant_id, str) or not grant_id:
+            raise errors.InvalidInput("grantId must be a non-empty string")
+        if not isinstance(action, str) or not action:
+            raise errors.InvalidInput("action must be a non-empty string")
+        if action not in self.actions:
+            if len(action) > MAX_ACTION or _CONTROL.search(action):
+                raise errors.InvalidInput(f"action must be at most {MAX_ACTION} printable characters")
+            if action.startswith(LIFECYCLE_PREFIX):
+                raise errors.InvalidInput(
+                    f"actions starting with {LIFECYCLE_PREFIX!r} are reserved for the ledger")
+            self.actions.add(action)
+        status = get("status") or "success"
+        if status not in STATUSES:
+            raise errors.InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        metadata = get("metadata")
+        if metadata is None:
+            metadata = {}
+        if type(metadata) is not dict and not isinstance(metadata, Mapping):
+            raise errors.InvalidInput("metadata must be a JSON object")
+        metadata_text, parsed = canonical_object(metadata)
+        if len(metadata_text) > MAX_METADATA_BYTES:  # characters: a cheap first bound
+            raise errors.InvalidInput(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+        pair = (agent_id, grant_id)
+        known = self.pairs.get(pair)
+        if known is None:
+            known = self.pairs[pair] = self._owners(agent_id, grant_id)
+        agent_did, principal_id = known
+        claimed_did, claimed_principal = get("agent_did"), get("principal_id")
+        if claimed_did is not None and claimed_did != agent_did:
+            raise errors.InvalidInput(f"agentDid does not match agent {agent_id}")
+        if claimed_principal is not None and claimed_principal != principal_id:
+            raise errors.InvalidInput(f"principalId does not match grant {grant_id}")
+        context = (agent_id, agent_did, grant_id, principal_id, action, status)
+        self.contexts.append(self.known_contexts.setdefault(context, context))
+        self.metadata_texts.append(metadata_text)
+        self.metadata.append(parsed)
+
+    def _owners(self, agent_id: str, grant_id: str) -> tuple[str, str]:
+        """(agent DID, principal) when the grant is this agent's and both are this developer's."""
+        row = self.ledger.query_one(
             "SELECT g.agent_id, g.principal_id, g.developer_id FROM grants g WHERE g.id = ?", (grant_id,))
-    if ("agent", agent_id) not in seen:
-        seen[("agent", agent_id)] = ledger.query_one(
-            "SELECT developer_id, did FROM agents WHERE id = ?", (agent_id,))
-    row, agent = seen[("grant", grant_id)], seen[("agent", agent_id)]
-    if agent is None or agent["developer_id"] != developer_id:
-        raise errors.NotFound(f"agent {agent_id} not found")
-    if row is None or row["developer_id"] != developer_id:
-        raise errors.NotFound(f"grant {grant_id} not found")
-    if row["agent_id"] != agent_id:
-        raise errors.InvalidInput(f"grant {grant_id} does not belong to agent {agent_id}")
-    agent_did, principal_id = item.get("agent_did"), item.get("principal_id")
-    if agent_did is not None and agent_did != agent["did"]:
-        raise errors.InvalidInput(f"agentDid does not match agent {agent_id}")
-    if principal_id is not None and principal_id != row["principal_id"]:
-        raise errors.InvalidInput(f"principalId does not match grant {grant_id}")
-    return {"agent_id": agent_id, "agent_did": agent["did"], "grant_id": grant_id,
-            "principal_id": row["principal_id"], "action": action, "status": status,
-            "metadata": metadata, "metadata_text": metadata_text}
+        agent = self.ledger.query_one("SELECT developer_id, did FROM agents WHERE id = ?", (agent_id,))
+        if agent is None or agent["developer_id"] != self.developer_id:
+            raise errors.NotFound(f"agent {agent_id} not found")
+        if row is None or row["developer_id"] != self.developer_id:
+            raise errors.NotFound(f"grant {grant_id} not found")
+        if row["agent_id"] != agent_id:
+            raise errors.InvalidInput(f"grant {grant_id} does not belong to agent {agent_id}")
+        return agent["did"], row["principal_id"]
 
 
 def log(ledger: Ledger, developer_id: str, **item: Any) -> AuditEntry:
@@ -217,18 +328,17 @@ def log(ledger: Ledger, developer_id: str, **item: Any) -> AuditEntry:
 
 def log_many(ledger: Ledger, developer_id: str, items: Iterable[Mapping[str, Any]]) -> list[AuditEntry]:
     """Append many actions in one transaction: all of them or, on any bad item, none."""
-    checked = []
-    seen: dict[tuple[str, str], Any] = {}
+    checker = _Checker(ledger, developer_id)
     for position, item in enumerate(items):
         try:
-            checked.append(_validated(ledger, developer_id, item, seen))
+            checker.check(item)
         except errors.GrantexLocalError as exc:
-            if position == 0 and not checked:
+            if position == 0:
                 raise
             raise type(exc)(f"entry {position}: {exc.message}") from None
     with ledger.write() as conn:
         appender = Appender(ledger, conn, developer_id)
-        out = [appender.add(**fields) for fields in checked]
+        out = appender.add_many(checker.contexts, checker.metadata_texts, checker.metadata)
         appender.flush()
     return out
 
