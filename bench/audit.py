@@ -100,7 +100,7 @@ def bulk_append(workdir: Path, n: int) -> Row:
             gx.audit.log_many(items[start:start + CHUNK])
         return n
 
-    ours_rate = best_rate(ours, 1)
+    ours_rate = best_rate(ours, 2)  # the second run appends after the first: the chain grows
     rows = _rows(path, "calendar.read")[:n]
     floor_conn = _floor_db(workdir / "bulk-floor.db", path)
 
@@ -118,7 +118,8 @@ def bulk_append(workdir: Path, n: int) -> Row:
     floor_rate = best_rate(floor, 2)
     gx.close()
     return Row("audit append, bulk (10,000 per transaction)", "entries/s", ours_rate, floor_rate,
-               ">= 0.50", "executemany of the same rows + SHA-256 of the same bytes", f"n={n}")
+               ">= 0.50", "executemany of the same rows + SHA-256 of the same bytes",
+               f"n={n}; best of 2 for both")
 
 
 def build_ledger(path: Path, n: int) -> None:
