@@ -143,6 +143,7 @@ def revoke_and_record(ledger: Ledger, conn: sqlite3.Connection, root_ids: list[s
                       *, cause: str) -> list[str]:
     """Revoke subtrees and write one ``grantex.grant.revoked`` entry per grant revoked,
     in the caller's transaction."""
+    from .audit.hashing import canonical_object
     from .audit.trail import Appender
 
     rows = revoke_subtrees(conn, root_ids, revoked_at)
@@ -150,15 +151,18 @@ def revoke_and_record(ledger: Ledger, conn: sqlite3.Connection, root_ids: list[s
     for r in rows:
         by_developer.setdefault(r["developer_id"], []).append(r)
     roots = set(root_ids)
+    action = "grantex.grant.revoked"
     for developer_id, revoked in by_developer.items():
+        # One call with the entries as columns, none of them built as objects: a cascade can
+        # write tens of thousands and nobody reads them back here.
+        revoked.sort(key=lambda r: (r["delegation_depth"], r["id"]))
+        contexts = [(r["agent_id"], "did:grantex:" + r["agent_id"], r["id"], r["principal_id"], action,
+                     "success") for r in revoked]
+        texts = [canonical_object({
+            "revokedAt": revoked_at, "cause": cause if r["id"] in roots else "ancestor_revoked",
+            "revokedWith": len(rows), "parentGrantId": r["parent_grant_id"]})[0] for r in revoked]
         trail = Appender(ledger, conn, developer_id)
-        for r in sorted(revoked, key=lambda r: (r["delegation_depth"], r["id"])):
-            trail.add(action="grantex.grant.revoked", agent_id=r["agent_id"],
-                      agent_did="did:grantex:" + r["agent_id"], grant_id=r["id"],
-                      principal_id=r["principal_id"], timestamp=revoked_at,
-                      metadata={"revokedAt": revoked_at, "cause": cause if r["id"] in roots else
-                                "ancestor_revoked", "revokedWith": len(rows),
-                                "parentGrantId": r["parent_grant_id"]})
+        trail.add_many(contexts, texts, [None] * len(texts), revoked_at, entries=False)
         trail.flush()
     return [r["id"] for r in rows]
 

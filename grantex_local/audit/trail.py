@@ -104,9 +104,12 @@ class Appender:
         return self.add_many([context], [metadata_text], [parsed], timestamp)[0]
 
     def add_many(self, contexts: Sequence[_Context], metadata_texts: Sequence[str],
-                 metadata: Sequence[dict[str, Any]], timestamp: str | None = None) -> list[AuditEntry]:
+                 metadata: Sequence[dict[str, Any] | None], timestamp: str | None = None, *,
+                 entries: bool = True) -> list[AuditEntry]:
         """Queue entries given as columns: shared fields, canonical metadata, and the metadata
-        as parsed back from that text (what each entry reports).
+        as parsed back from that text (what each entry reports). With ``entries=False``
+        nothing is reported (``metadata`` may hold None) and an empty list comes back: a
+        cascade that writes thousands of entries nobody reads skips building them.
 
         Columns rather than a tuple per entry, and one loop with what it needs
         in local names: a bulk append spends most of its Python time here, and
@@ -140,9 +143,10 @@ class Appender:
                 text = f'{{"id":"{entry_id}{fixed[0]}{metadata_text}{stamp_text}{prev_text}{fixed[1]}'
                 digest = sha256(text.encode()).digest()
                 hash_hex = digest.hex()
-                agent_id, agent_did, grant_id, principal_id, action, status = context
-                out.append(AuditEntry(entry_id, seq + 1, agent_id, agent_did, grant_id, principal_id,
-                                      developer_id, action, parsed, status, stamp, hash_hex, last_hash))
+                if entries:
+                    agent_id, agent_did, grant_id, principal_id, action, status = context
+                    out.append(AuditEntry(entry_id, seq + 1, agent_id, agent_did, grant_id, principal_id,
+                                          developer_id, action, parsed, status, stamp, hash_hex, last_hash))
                 texts.append(text)
                 hashes.append(hash_hex)
                 digests.append(digest)
