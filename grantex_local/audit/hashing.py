@@ -127,7 +127,7 @@ def _flat_canonical(value: dict[Any, Any]) -> tuple[str, dict[str, Any]] | None:
     """(canonical JSON, a copy as ``json.loads`` would give it back) of a flat object, else None.
 
     For string keys and values that are strings, integers under 2^53,
-    booleans or null, the C encoder writes exactly what :func:`canonical_json`
+    booleans, null or lists of strings (scope lists), the C encoder writes exactly what :func:`canonical_json`
     writes (both escape with ``encode_basestring``; Python and JavaScript agree
     on such integers), once the keys are sorted and as long as no character
     lies beyond U+FFFF (UTF-16 order, surrogate pairs) or is a lone surrogate.
@@ -135,14 +135,22 @@ def _flat_canonical(value: dict[Any, Any]) -> tuple[str, dict[str, Any]] | None:
     """
     if _encode is None:
         return None
+    lists = False
     for key, item in value.items():
         if type(key) is not str:
             return None
         kind = type(item)
         if kind is str or item is None or kind is bool:
             continue
+        if kind is list or kind is tuple:
+            if not all(type(x) is str for x in item):
+                return None
+            lists = True
+            continue
         if kind is not int or not -_SAFE_INTEGER < item < _SAFE_INTEGER:
             return None
+    if lists:  # the copy owns its lists, as json.loads would give them
+        value = {k: list(v) if type(v) is list or type(v) is tuple else v for k, v in value.items()}
     ordered = dict(sorted(value.items()))
     text = "".join(_encode(ordered, 0))
     if not text.isascii() and _BEYOND_BMP.search(text):
