@@ -7,6 +7,8 @@ benchmarks working without asserting any timing.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import os
 import platform
 import sqlite3
 import tempfile
@@ -15,6 +17,28 @@ from pathlib import Path
 
 from . import analysis, audit, cascade, cold_start, server, tokens, tui
 from .common import Row, print_table, write_json
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in ("cryptography", "PyJWT", "python-ulid", "click", "textual", "fastapi", "uvicorn",
+                 "pandas", "pyarrow"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
 
 
 def main() -> None:
@@ -55,9 +79,13 @@ def main() -> None:
     print_table(rows)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "smoke": args.smoke,
             "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-            "machine": platform.machine(), "seconds": round(time.time() - started, 1)}
+            "machine": platform.machine(), "cpu": _cpu(), "cores": os.cpu_count(),
+            "platform": platform.platform(), "libraries": _versions(),
+            "seconds": round(time.time() - started, 1)}
     write_json(rows, args.json, meta)
-    print(f"\nwritten to {args.json} in {meta['seconds']} s")
+    met = [r.met for r in rows]
+    print(f"\n{met.count(True)} of {len(rows)} targets met; written to {args.json} in {meta['seconds']} s")
+    print(f"{meta['cpu']}, {meta['cores']} cores, Python {meta['python']}, SQLite {meta['sqlite']}")
 
 
 if __name__ == "__main__":
