@@ -119,3 +119,26 @@ def test_a_rolled_back_issuance_leaves_no_token(gx: Grantex) -> None:
     assert gx.ledger.query("SELECT count(*) FROM tokens")[0][0] == before
     issued = gx.grants.delegate(parent_grant_token=parent, sub_agent_id=agent.id, scopes=SCOPES)
     assert gx.tokens.verify(issued.grant_token).valid is True
+
+
+@pytest.mark.parametrize("suspend_depth", [0, 1, 2, 3])
+def test_online_verify_reads_every_link_of_a_deep_chain(gx: Grantex, suspend_depth: int) -> None:
+    """Root, delegated once, twice, three times: a suspended agent anywhere above the token
+    (read by the first statement for depth 0 and 1, by the second beyond) fails it."""
+    gx.ledger.set_setting("max_delegation_depth", "4")
+    root = grant_for(gx, SCOPES, agent_name="depth-0")
+    agents = [gx.agents.get(gx.grants.get(root.grant_id).agent_id)]
+    tokens = [root.grant_token]
+    for depth in (1, 2, 3):
+        agent = gx.agents.register(name=f"depth-{depth}", scopes=SCOPES)
+        tokens.append(gx.grants.delegate(parent_grant_token=tokens[-1], sub_agent_id=agent.id,
+                                         scopes=SCOPES).grant_token)
+        agents.append(agent)
+    assert all(gx.tokens.verify(t).valid for t in tokens)
+    gx.agents.suspend(agents[suspend_depth].id)
+    for depth, token in enumerate(tokens):
+        answer = gx.tokens.verify(token)
+        if depth >= suspend_depth:
+            assert (answer.valid, answer.reason) == (False, "agent_suspended"), depth
+        else:
+            assert answer.valid is True, depth
