@@ -68,7 +68,7 @@ def _floor_sign(gx: Grantex, tokens: list[str], repeats: int) -> float:
     return best_rate(run, repeats)
 
 
-def run(workdir: Path, n: int, repeats: int = 3) -> list[Row]:
+def run(workdir: Path, n: int, repeats: int = 5) -> list[Row]:
     """Issue ``n`` root tokens and ``n`` delegated ones, then verify them offline and online."""
     path = workdir / "tokens.db"
     gx = Grantex(path)
@@ -130,8 +130,12 @@ def run(workdir: Path, n: int, repeats: int = 3) -> list[Row]:
 
         same_rate = best_rate(offline_same, repeats)
         verify_floor = _floor_verify(warm, tokens, repeats)
-    offline_rate = best_rate_after(cold(offline_gx), offline, repeats)
-    online_rate = best_rate_after(cold(online_gx), online, repeats)
+    # Alternated, best of each: load on a shared machine hits both alike.
+    offline_rates, online_rates = [], []
+    for _ in range(repeats):
+        offline_rates.append(best_rate_after(cold(offline_gx), offline, 1))
+        online_rates.append(best_rate_after(cold(online_gx), online, 1))
+    offline_rate, online_rate = max(offline_rates), max(online_rates)
     offline_gx.close()
     online_gx.close()
     size = f"n={len(tokens)} tokens ({n} root, {n} delegated at depth 1)"

@@ -24,10 +24,23 @@ _EXPIRES_IN = re.compile(r"([0-9]{1,9})([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+_last_iso: tuple[int, str] = (-1, "")
+
+
 def iso(ts: float) -> str:
-    """``2026-02-01T12:34:56.789Z`` for an epoch time in seconds."""
+    """``2026-02-01T12:34:56.789Z`` for an epoch time in seconds.
+
+    The last answer is kept: hot paths (online verification, appends) ask for
+    "now" many times within one millisecond.
+    """
+    global _last_iso
     ms = round(ts * 1000)
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(ms // 1000))}.{ms % 1000:03d}Z"
+    last = _last_iso  # one read of the pair: another thread may replace it
+    if last[0] == ms:
+        return last[1]
+    text = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(ms // 1000))}.{ms % 1000:03d}Z"
+    _last_iso = (ms, text)
+    return text
 
 
 def parse_iso(text: str) -> float:
