@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import grant_for
 
 import grantex_local
 from grantex_local import Grantex
@@ -62,13 +63,8 @@ def verify_modules(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """``sys.modules`` after ``grantex-local tokens verify TOKEN`` succeeded in a fresh process."""
     work = tmp_path_factory.mktemp("cold-start")
     path = work / "grantex.db"
-    gx = Grantex(path)
-    try:
-        agent = gx.agents.register(name="bot", scopes=["calendar:read"])
-        auth = gx.authorize(agent_id=agent.id, user_id="user_alice", scopes=["calendar:read"])
-        token = gx.tokens.exchange(code=auth.code, agent_id=agent.id).grant_token
-    finally:
-        gx.close()
+    with Grantex(path) as gx:
+        token = grant_for(gx, ["calendar:read"]).grant_token
     done = subprocess.run([sys.executable, "-c", PROBE, "tokens", "verify", token, "--ledger", str(path)],
                           capture_output=True, text=True, cwd=work)
     assert done.returncode == 0 and done.stdout.startswith("valid\n"), done.stderr
