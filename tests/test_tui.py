@@ -440,6 +440,8 @@ async def test_revoke_root_from_a_depth_2_grant_revokes_the_whole_subtree(
                                                           if tree.find(f"g:{f.alice_root}") else ""))
         for grant_id in (f.alice_flight, f.alice_hotel):
             assert "[REVOKED]" in tree.find(f"g:{grant_id}").label.plain  # type: ignore[union-attr]
+        await wait_until(pilot, lambda: any("Revoked 4 grants in one transaction" in n.message
+                                            for n in app._notifications))
         assert isinstance(app.screen, MainScreen)
         await move_to(pilot, f.alice_flight)
         await pilot.press("l")  # opened again, flight-finder's children are read afresh

@@ -295,7 +295,7 @@ class MainScreen(Screen[None]):
             if confirmed:
                 db_job(self, lambda: self.data.revoke_grant(radius.grant_id),
                        lambda result: self._wrote(
-                           f"Revoked {plural(len(result.revoked), 'grant')} in one transaction "
+                           f"Revoked {plural(len(result.revoked_grant_ids), 'grant')} in one transaction "
                            f"(the root {short_id(result.grant_id)} and everything delegated from it)."),
                        group="action")
 
