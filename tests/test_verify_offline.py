@@ -24,6 +24,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.api_jws import PyJWS
 
 from grantex_local import (
     ExchangeTokenResponse,
@@ -537,3 +538,68 @@ def test_malformed_input(world: World, build: Callable[[World], Any]) -> None:
 
 def test_oversize_token_really_is_oversize(world: World) -> None:
     assert len(_oversize(world)) > MAX_TOKEN_LENGTH
+
+
+# ── registered claims: the same verdicts as PyJWT's own claim layer ──────────
+
+REGISTERED_VARIANTS: list[tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = [
+    *[(f"no {name}", lambda c, n=name: drop(c, (n,))) for name in ("exp", "iat", "iss", "sub", "jti")],
+    *[(f"{name} null", lambda c, n=name: put(c, (n,), None)) for name in ("exp", "iat", "iss", "sub", "jti")],
+    ("iss other", lambda c: put(c, ("iss",), "https://elsewhere.test")),
+    ("iss number", lambda c: put(c, ("iss",), 7)),
+    ("iss list", lambda c: put(c, ("iss",), [ISSUER])),
+    ("sub number", lambda c: put(c, ("sub",), 7)),
+    ("jti number", lambda c: put(c, ("jti",), 7)),
+    ("aud absent", lambda c: drop(c, ("aud",)) if "aud" in c else c),
+    ("aud empty", lambda c: put(c, ("aud",), "")),
+    ("aud other", lambda c: put(c, ("aud",), "https://other.test")),
+    ("aud list with it", lambda c: put(c, ("aud",), [AUDIENCE, "https://other.test"])),
+    ("aud list without it", lambda c: put(c, ("aud",), ["https://other.test"])),
+    ("aud list of numbers", lambda c: put(c, ("aud",), [1])),
+    ("aud object", lambda c: put(c, ("aud",), {"a": AUDIENCE})),
+    ("aud number", lambda c: put(c, ("aud",), 5)),
+]
+
+
+def _pyjwt_reason(token: str, key: Any, audience: str | None) -> str | None:
+    """What PyJWT's claim layer (require, iss, aud, sub, jti) says, as the reason names it."""
+    options: dict[str, Any] = {"require": ["exp", "iat", "iss", "sub", "jti"], "verify_exp": False,
+                               "verify_nbf": False, "verify_iat": False}
+    if audience is None:
+        options["verify_aud"] = False
+    try:
+        jwt.decode(token, key, algorithms=["RS256"], issuer=ISSUER, audience=audience, options=options)
+    except jwt.InvalidIssuerError:
+        return "issuer"
+    except jwt.InvalidAudienceError:
+        return "audience"
+    except jwt.MissingRequiredClaimError:
+        return "missing_claim"
+    except jwt.PyJWTError:
+        return "malformed"
+    return None
+
+
+@pytest.mark.parametrize("audience", [None, AUDIENCE])
+@pytest.mark.parametrize(("name", "change"), REGISTERED_VARIANTS, ids=[v[0] for v in REGISTERED_VARIANTS])
+def test_registered_claims_are_judged_as_pyjwt_judges_them(
+        world: World, audience: str | None, name: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Our claim checks replaced PyJWT's claim layer on the hot path: wherever PyJWT refuses, we
+    refuse for the same reason; where it accepts, only our protocol rules may still refuse."""
+    base = unverified_claims(world.audience_token.grant_token)
+    kid, key = world.ledger.signing_key()
+    # PyJWS signs any payload bytes (PyJWT's encode would refuse e.g. a numeric iss)
+    token = PyJWS().encode(json.dumps(change(base)).encode(), key, "RS256",
+                           headers={"kid": kid, "typ": "at+jwt"})
+    expected = _pyjwt_reason(token, key.public_key(), audience)
+    verifier = Verifier(world.jwks, issuer=ISSUER, audience=audience)
+    try:
+        verifier.verify(token)
+        ours = None
+    except TokenInvalid as exc:
+        ours = exc.reason
+    if expected is not None:
+        assert ours == expected, name
+    elif ours is not None:  # PyJWT accepts; the protocol's own rules may still refuse
+        assert ours in {"missing_claim", "malformed", "claims_disagree"}, (name, ours)
