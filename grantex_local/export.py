@@ -189,7 +189,8 @@ def _write_text(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (export files can be large)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -385,7 +386,7 @@ def _write_bundle(ledger: Ledger, directory: Path, key_text: str) -> dict[str, A
     files: dict[str, dict[str, Any]] = {}
     for name in BUNDLE_FILES:
         path = directory / name
-        entry: dict[str, Any] = {"sha256": _sha256(path), "bytes": path.stat().st_size}
+        entry: dict[str, Any] = {"sha256": file_sha256(path), "bytes": path.stat().st_size}
         table, _, ext = name.rpartition(".")
         if ext in ("jsonl", "csv"):
             entry["rows"] = counts[table]
@@ -505,7 +506,7 @@ def _check_files(directory: Path, manifest: Mapping[str, Any]) -> None:
         expected = listed[name]
         if not isinstance(expected, dict):
             raise ExportInvalid(MANIFEST, f"entry for {name} is malformed")
-        if path.stat().st_size != expected.get("bytes") or _sha256(path) != expected.get("sha256"):
+        if path.stat().st_size != expected.get("bytes") or file_sha256(path) != expected.get("sha256"):
             raise ExportInvalid(name, f"does not match the SHA-256 and size in {MANIFEST} (altered)")
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import gc
-import hashlib
 import itertools
 import json
 import os
@@ -37,7 +36,7 @@ from ..audit import note
 from ..audit.note import CheckpointInvalid
 from ..clock import iso
 from ..errors import ChainBroken, LedgerCorrupt
-from ..export import MANIFEST, SIGNATURE, write_signed_export
+from ..export import MANIFEST, SIGNATURE, file_sha256, write_signed_export
 from ..ledger import Ledger
 from .load import (
     AUDIT_SQL,
@@ -228,14 +227,6 @@ def _write_audit(
     return out.rows, reports
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export_parquet(
     ledger: Ledger | str | os.PathLike[str], out_dir: str | os.PathLike[str], *, force: bool = False
 ) -> dict[str, Any]:
@@ -276,7 +267,7 @@ def _write_export(ledger: Ledger, directory: Path, key_text: str) -> dict[str, A
     files = {}
     for table in SCHEMAS:
         path = directory / f"{table}.parquet"
-        files[path.name] = {"sha256": _sha256(path), "bytes": path.stat().st_size, "rows": rows[table]}
+        files[path.name] = {"sha256": file_sha256(path), "bytes": path.stat().st_size, "rows": rows[table]}
     return {
         "format": PARQUET_FORMAT,
         "version": VERSION,
@@ -362,7 +353,7 @@ def _check_manifest(
                     file=name,
                 )
             )
-        elif path.stat().st_size != expected.get("bytes") or _sha256(path) != expected.get("sha256"):
+        elif path.stat().st_size != expected.get("bytes") or file_sha256(path) != expected.get("sha256"):
             problems.append(
                 problem(
                     "ExportInvalid",
