@@ -8,11 +8,12 @@ too). Keys, codes and token strings stay random and are never asserted on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import shutil
 import sqlite3
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,14 @@ async def settle(pilot: Pilot[Any], rounds: int = 3) -> None:
         await pilot.pause()
 
 
+@contextlib.asynccontextmanager
+async def started(app: GrantexApp) -> AsyncIterator[Pilot[Any]]:
+    """The app running headless at the test size, its first screen loaded."""
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        yield pilot
+
+
 async def wait_until(pilot: Pilot[Any], check: Callable[[], bool], seconds: float = 4.0) -> None:
     for _ in range(int(seconds / 0.05)):
         if check():
@@ -270,8 +279,7 @@ async def test_tree_shows_every_principal_and_the_demo_states(fx: tuple[Path, Fi
                                                               app_factory: Callable[..., GrantexApp]) -> None:
     path, f = fx
     app = app_factory(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app):
         tree = main(app).tree
         principals = [n.data.principal.principal_id for n in tree.root.children]  # type: ignore[union-attr]
         assert principals == ["user_alice", "user_bob", "user_carol", "user_dave"]
@@ -295,8 +303,7 @@ async def test_tree_loads_children_only_when_a_node_opens(fx: tuple[Path, Fixtur
     """With lazy loading forced (expand_limit=0), reach the depth-2 grant by opening nodes with keys."""
     path, f = fx
     app = app_factory(path, expand_limit=0)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         tree = main(app).tree
         assert all(not n.children for n in tree.root.children), "nothing below the principals yet"
         assert tree.cursor_principal is not None and tree.cursor_principal.principal_id == "user_alice"
@@ -335,8 +342,7 @@ async def test_long_levels_load_a_page_at_a_time(fx: tuple[Path, Fixture]) -> No
     data = TwoPerPage(Ledger(path, create=False, clock=lambda: APP_NOW))
     try:
         app = GrantexApp(data, poll_seconds=0)
-        async with app.run_test(size=SIZE) as pilot:
-            await settle(pilot)
+        async with started(app) as pilot:
             tree = main(app).tree
             kinds = [n.data.kind for n in tree.root.children]  # type: ignore[union-attr]
             assert kinds == ["principal", "principal", "more"]
@@ -355,8 +361,7 @@ async def test_grant_detail_shows_what_the_issue_asks_for(fx: tuple[Path, Fixtur
                                                           app_factory: Callable[..., GrantexApp]) -> None:
     path, f = fx
     app = app_factory(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         await move_to(pilot, f.alice_flight)
         detail = main(app).detail
         assert detail is not None
@@ -376,8 +381,7 @@ async def test_filter_by_status_and_find_by_id(fx: tuple[Path, Fixture],
                                                app_factory: Callable[..., GrantexApp]) -> None:
     path, f = fx
     app = app_factory(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         tree = main(app).tree
         await pilot.press("f")
         await type_text(pilot, "status=revoked")
@@ -412,8 +416,7 @@ async def test_revoke_root_from_a_depth_2_grant_revokes_the_whole_subtree(
     path, f = fx
     before = grant_rows(path)
     app = app_factory(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         tree = main(app).tree
         await move_to(pilot, f.alice_fare)
         assert main(app).detail is not None and main(app).detail.grant.delegation_depth == 2  # type: ignore[union-attr]
@@ -461,8 +464,7 @@ async def test_cancel_enter_on_cancel_and_escape_leave_the_ledger_unchanged(
     path, f = fx
     before = ledger_state(path)
     app = app_factory(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         await open_revoke_dialog(pilot, f.alice_root)
         await pilot.press("enter")  # focus starts on Cancel: a stray enter cancels
         await settle(pilot)
@@ -487,8 +489,7 @@ async def test_revoke_one_token_and_what_was_delegated_from_it(
         fx: tuple[Path, Fixture], app_factory: Callable[..., GrantexApp]) -> None:
     path, f = fx
     app = app_factory(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         await move_to(pilot, f.alice_flight)
         await pilot.press("t")
         await settle(pilot)
@@ -529,8 +530,7 @@ async def test_suspend_and_reactivate_an_agent(fx: tuple[Path, Fixture],
             conn.close()
 
     app = app_factory(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         await move_to(pilot, f.alice_flight)
         await pilot.press("s")
         await settle(pilot)
@@ -558,8 +558,7 @@ async def test_a_refused_action_is_a_notification_not_a_crash(
     """Another process revokes the grant while the dialog is open: the library refuses, the app says so."""
     path, f = fx
     app = app_factory(path, poll_seconds=0)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         await open_revoke_dialog(pilot, f.alice_hotel)
         with Ledger(path, create=False) as other:
             grants.revoke(other, None, f.alice_hotel)
@@ -577,8 +576,7 @@ async def test_approving_in_the_inbox_yields_a_code_that_exchanges_for_a_token(
         fx: tuple[Path, Fixture], app_factory: Callable[..., GrantexApp]) -> None:
     path, f = fx
     app = app_factory(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         await pilot.press("2")
         await settle(pilot)
         inbox = main(app).inbox
@@ -614,8 +612,7 @@ async def test_denying_gives_no_code(fx: tuple[Path, Fixture],
                                      app_factory: Callable[..., GrantexApp]) -> None:
     path, f = fx
     app = app_factory(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         await pilot.press("2")
         await settle(pilot)
         await pilot.press("d")
@@ -640,8 +637,7 @@ async def test_audit_view_shows_a_break_made_behind_the_apps_back(
         fx: tuple[Path, Fixture], app_factory: Callable[..., GrantexApp]) -> None:
     path, _f = fx
     app = app_factory(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         await pilot.press("3")
         await settle(pilot)
         assert app.chain_state is not None and app.chain_state.ok
@@ -674,8 +670,7 @@ async def test_audit_filter_and_checkpoint(fx: tuple[Path, Fixture],
                                            app_factory: Callable[..., GrantexApp]) -> None:
     path, _f = fx
     app = app_factory(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         await pilot.press("3")
         await settle(pilot)
         audit = main(app).audit
@@ -700,8 +695,7 @@ async def test_changes_by_another_process_show_up_by_themselves(
         fx: tuple[Path, Fixture], app_factory: Callable[..., GrantexApp]) -> None:
     path, f = fx
     app = app_factory(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         tree = main(app).tree
         with Ledger(path, create=False) as other:
             grants.revoke(other, None, f.alice_root)
@@ -717,8 +711,7 @@ async def test_help_lists_every_key_the_footer_shows(fx: tuple[Path, Fixture],
                                                      app_factory: Callable[..., GrantexApp]) -> None:
     path, _ = fx
     app = app_factory(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         footer_actions = {b.action for b in MainScreen.BINDINGS if b.show}  # type: ignore[union-attr]
         assert {"app.help", "app.quit"} <= footer_actions
         help_actions = {b.action for _, bs in app.help_sections() for b in bs}
@@ -750,8 +743,7 @@ async def test_command_palette_opens_the_revoke_dialog(fx: tuple[Path, Fixture],
                                                        app_factory: Callable[..., GrantexApp]) -> None:
     path, f = fx
     app = app_factory(path)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         await move_to(pilot, f.alice_hotel)
         await pilot.press("3")  # from another view: the command switches back to the tree
         await pilot.press("ctrl+p")
@@ -768,8 +760,7 @@ async def test_read_only_mode_disables_every_write(fx: tuple[Path, Fixture],
     path, f = fx
     before = ledger_state(path)
     app = app_factory(path, read_only=True)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
+    async with started(app) as pilot:
         screen = main(app)
         await move_to(pilot, f.alice_root)
         for action in ("revoke_grant", "revoke_token", "suspend_agent", "reactivate_agent"):
@@ -819,8 +810,7 @@ async def test_auditor_mode_opens_a_bundle_read_only(bundle: Path, fx: tuple[Pat
     try:
         assert data.read_only and data.bundle is not None
         app = GrantexApp(data, poll_seconds=0)
-        async with app.run_test(size=SIZE) as pilot:
-            await settle(pilot)
+        async with started(app) as pilot:
             screen = main(app)
             assert len(list(_walk(screen.tree.root))) > 4
             assert screen.check_action("revoke_grant", ()) is None
