@@ -234,6 +234,16 @@ def _counts(series: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in series.value_counts().sort_index().items()}
 
 
+def _problem_counts(evidence: pd.DataFrame) -> dict[str, int]:
+    """Evidence rows per kind of problem (an empty frame may not even have the column)."""
+    return _counts(evidence["problem"]) if len(evidence) else {}
+
+
+def _listing(counts: dict[str, int]) -> str:
+    """``"kind 3, other 1"``: the counts as a summary sentence names them."""
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
 def _text(values: Any) -> str:
     if isinstance(values, list | tuple):
         return " ".join(str(v) for v in values)
@@ -501,7 +511,7 @@ def check_provenance(ds: Dataset, *, consent_kinds: Sequence[str] = ("human", "p
     metrics = {
         "actions": len(acts),
         "actions_by_consent": _counts(kinds),
-        "problems": _counts(evidence["problem"]) if len(evidence) else {},
+        "problems": _problem_counts(evidence),
         "grants_without_accepted_consent": int(path_problems["grant_id"].nunique()),
         "accepted_consent": list(consent_kinds),
     }
@@ -511,8 +521,9 @@ def check_provenance(ds: Dataset, *, consent_kinds: Sequence[str] = ("human", "p
             f"record ({', '.join(f'{k}: {v}' for k, v in metrics['actions_by_consent'].items())})"
         )
     else:
-        summary = f"{evidence['seq'].nunique()} of {len(acts)} actions do not trace to consent: " + ", ".join(
-            f"{k} {v}" for k, v in metrics["problems"].items()
+        summary = (
+            f"{evidence['seq'].nunique()} of {len(acts)} actions do not trace to consent: "
+            + _listing(metrics["problems"])
         )
     return _result(ds, 2, evidence.empty, summary, evidence, metrics)
 
@@ -598,7 +609,7 @@ def check_scope(ds: Dataset) -> CheckResult:
         "with_amount": int(acts["amount"].notna().sum()),
         "amounts_judged": int((with_amount & merged["limit"].notna()).sum()),
         "amounts_not_judged": int((with_amount & merged["limit"].isna()).sum()),
-        "problems": _counts(evidence["problem"]) if len(evidence) else {},
+        "problems": _problem_counts(evidence),
     }
     if evidence.empty:
         summary = (
@@ -606,9 +617,7 @@ def check_scope(ds: Dataset) -> CheckResult:
             f"{metrics['amounts_judged']} amounts within their limits"
         )
     else:
-        summary = f"{len(evidence)} actions exceed their grant: " + ", ".join(
-            f"{k} {v}" for k, v in metrics["problems"].items()
-        )
+        summary = f"{len(evidence)} actions exceed their grant: " + _listing(metrics["problems"])
     return _result(ds, 3, evidence.empty, summary, evidence, metrics)
 
 
@@ -686,8 +695,8 @@ def check_grant_window(ds: Dataset, *, cache_window: Any = "0s") -> CheckResult:
         if metrics["within_cache_window"]:
             summary += f" ({metrics['within_cache_window']} inside the declared cache window)"
     else:
-        summary = f"{len(failing)} actions fall outside their grant's lifetime: " + ", ".join(
-            f"{k} {v}" for k, v in metrics["problems"].items()
+        summary = (
+            f"{len(failing)} actions fall outside their grant's lifetime: " + _listing(metrics["problems"])
         )
     return _result(ds, 4, failing.empty, summary, evidence, metrics)
 
@@ -857,9 +866,7 @@ def check_after_revocation(ds: Dataset, *, cache_window: Any = "0s") -> CheckRes
         if metrics["blocked_after_revocation"]:
             summary += f"; {metrics['blocked_after_revocation']} later attempts were blocked"
     else:
-        summary = f"{len(failing)} accepted actions after revocation: " + ", ".join(
-            f"{k} {v}" for k, v in metrics["problems"].items()
-        )
+        summary = f"{len(failing)} accepted actions after revocation: " + _listing(metrics["problems"])
     return _result(ds, 5, failing.empty, summary, evidence, metrics)
 
 
@@ -1025,7 +1032,7 @@ def check_delegation(ds: Dataset) -> CheckResult:
         "delegated_grants": children,
         "depth_limit": limit,
         "max_depth": int(depth.max()) if len(grants) else 0,
-        "problems": _counts(evidence["problem"]) if len(evidence) else {},
+        "problems": _problem_counts(evidence),
     }
     if evidence.empty:
         summary = (
@@ -1033,8 +1040,9 @@ def check_delegation(ds: Dataset) -> CheckResult:
             f"depth at most {metrics['max_depth']} (limit {limit})"
         )
     else:
-        summary = f"{evidence['grant_id'].nunique()} grants break delegation rules: " + ", ".join(
-            f"{k} {v}" for k, v in metrics["problems"].items()
+        summary = (
+            f"{evidence['grant_id'].nunique()} grants break delegation rules: "
+            + _listing(metrics["problems"])
         )
     return _result(ds, 7, evidence.empty, summary, evidence, metrics)
 
@@ -1113,15 +1121,13 @@ def check_grant_hygiene(
         "max_ttl_seconds": ttl.total_seconds(),
         "unused_days": unused_days,
         "as_of": when,
-        "problems": _counts(evidence["problem"]) if len(evidence) else {},
+        "problems": _problem_counts(evidence),
         "grants_used": int((uses > 0).sum()),
     }
     if evidence.empty:
         summary = f"all {len(grants)} grants live at most {ttl.total_seconds():g}s and were used"
     else:
-        summary = f"{evidence['grant_id'].nunique()} grants need attention: " + ", ".join(
-            f"{k} {v}" for k, v in metrics["problems"].items()
-        )
+        summary = f"{evidence['grant_id'].nunique()} grants need attention: " + _listing(metrics["problems"])
     return _result(ds, 8, evidence.empty, summary, evidence, metrics)
 
 
@@ -1405,7 +1411,7 @@ def check_retention(ds: Dataset, *, review_start: Any = None, review_end: Any = 
         "review_end": end,
         "entries_in_period": int(in_period.sum()),
         "chain_heads": heads,
-        "problems": _counts(evidence["problem"]) if len(evidence) else {},
+        "problems": _problem_counts(evidence),
     }
     if evidence.empty:
         summary = (
@@ -1415,7 +1421,7 @@ def check_retention(ds: Dataset, *, review_start: Any = None, review_end: Any = 
         if start is not None or end is not None:
             summary += f"; {metrics['entries_in_period']} in the review period"
     else:
-        summary = "the log is not complete: " + ", ".join(f"{k} {v}" for k, v in metrics["problems"].items())
+        summary = "the log is not complete: " + _listing(metrics["problems"])
     return _result(ds, 10, evidence.empty, summary, evidence, metrics)
 
 
