@@ -177,3 +177,24 @@ class ChainBroken(GrantexLocalError):
         self.seq = seq
         self.reason = reason
         self.detail = message
+
+
+# ── who may decide a consent request ─────────────────────────────────────────
+
+
+class SessionInvalid(GrantexLocalError):
+    """A principal session token failed verification; ``reason`` says which check."""
+
+    code = "INVALID_SESSION"
+    status = 401
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ApprovalRequired(GrantexLocalError):
+    """A consent decision came without proof that the person it names (or the local human) made it."""
+
+    code = "APPROVAL_REQUIRED"
+    status = 403

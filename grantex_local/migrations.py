@@ -174,6 +174,32 @@ def m003_revocation_index(db: object) -> None:
                "WHERE action = 'grantex.grant.revoked'")
 
 
+@migration
+def m004_consent_channel_and_approval_key(db: object) -> None:
+    """Through which channel each consent decision came (consent page with a principal session
+    or an approval code, CLI, TUI, policy, sandbox...), and the secret the one-time approval
+    codes are derived from. The secret lives in its own table, not in ``settings``: settings
+    are printed by ``config list`` and ``info``, and exports never read this table.
+
+    Decisions made before this migration get a channel only where ``decided_by`` says it
+    unambiguously; the others stay NULL (unknown), never guessed."""
+    import secrets
+
+    from sqlite_utils import Database
+
+    assert isinstance(db, Database)
+    db["auth_requests"].add_column("decision_channel", str)
+    for channel, condition in (("policy", "decided_by LIKE 'policy:%'"),
+                               ("sandbox", "decided_by = 'sandbox'"),
+                               ("sandbox-api", "decided_by = 'sandbox api'"),
+                               ("consent-page/open", "decided_by = 'consent page'")):
+        db.execute(f"UPDATE auth_requests SET decision_channel = ? WHERE {condition}", [channel])
+    db["local_secrets"].create({"name": str, "secret": bytes, "created_at": str}, pk="name",
+                               not_null={"secret", "created_at"})
+    db.execute("INSERT INTO local_secrets (name, secret, created_at) VALUES ('approval_code_key', ?, ?)",
+               [secrets.token_bytes(32), iso(system_clock())])
+
+
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

@@ -1,10 +1,12 @@
 """The consent page in real headless Chromium (Debian ``chromium`` + ``chromium-driver``).
 
-A person opens a ``consentUrl``, reads what the page shows, decides with the
-keyboard or the mouse, and the browser lands on the agent's redirect URI (a
-small app on another loopback port) with ``code`` and ``state`` or
-``error=access_denied``; the code is then exchanged. A page on that other
-origin that tries to submit the consent form for the person (CSRF) is refused.
+A person opens a ``consentUrl`` as ``serve`` prints it (``#approval=CODE``: the page's
+script fills the approval code from the fragment), reads what the page shows, decides with
+the keyboard or the mouse, and the browser lands on the agent's redirect URI (a small app on
+another loopback port) with ``code`` and ``state`` or ``error=access_denied``; the code is
+then exchanged. Without the code nothing is decided and the page asks for it; typed by hand
+it works. A page on that other origin that tries to submit the consent form for the person
+(CSRF) is refused.
 
 No Selenium Manager: the driver and browser are the system's, and the tests
 skip with the reason when they are not installed (CI installs them).
@@ -24,7 +26,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from grantex_local import Ledger, developers
+from grantex_local import Ledger, approval, developers
+from grantex_local import principals as sessions
 from grantex_local.server.testing import RunningServer, running_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -83,6 +86,7 @@ class World:
     server: RunningServer
     app: AgentApp
     api: httpx.Client  # a non-sandbox developer's key: requests wait for the person
+    path: Path
 
     def request(self, state: str = "st-1", redirect: bool = True) -> dict[str, Any]:
         agent = self.api.post("/v1/agents", json={
@@ -97,6 +101,21 @@ class World:
     def status(self, request_id: str) -> str:
         return str(self.api.get(f"/v1/consent/{request_id}").json()["request"]["status"])
 
+    def code(self, request_id: str) -> str:
+        with Ledger(self.path) as ledger:
+            return approval.approval_code(ledger, request_id)
+
+    def printed_url(self, request: dict[str, Any]) -> str:
+        """The link ``serve`` prints for a waiting request."""
+        return f"{request['consentUrl']}#approval={self.code(request['authRequestId'])}"
+
+    def decided(self, request_id: str) -> tuple[str, str]:
+        with Ledger(self.path) as ledger:
+            row = ledger.query_one("SELECT decided_by, decision_channel FROM auth_requests WHERE id = ?",
+                                   (request_id,))
+            assert row is not None
+            return row["decided_by"], row["decision_channel"]
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
@@ -109,7 +128,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     try:
         with running_server(path) as server, httpx.Client(
                 base_url=server.base_url, headers={"Authorization": f"Bearer {key}"}) as api:
-            yield World(server, app, api)
+            yield World(server, app, api, path)
     finally:
         app.shutdown()
         app.server_close()
@@ -141,11 +160,14 @@ def landed(browser: WebDriver, app: AgentApp) -> dict[str, list[str]]:
 def test_the_page_shows_the_request_and_approve_returns_a_code(world: World, browser: WebDriver) -> None:
     request = world.request(state="st-approve")
     browser.set_window_size(390, 844)  # a phone
-    browser.get(request["consentUrl"])
+    browser.get(world.printed_url(request))
+    code_field = browser.find_element(By.ID, "approval_code")
+    assert code_field.get_attribute("value") == world.code(request["authRequestId"])
+    assert "#" not in browser.current_url  # the script took the code out of the address bar
     text = browser.find_element(By.TAG_NAME, "main").text
     for expected in ("Trip Planner", "Books flights and keeps your calendar tidy", "Acme Travel", "alice",
                      "Read calendar events", "Initiate payments up to 500 in the account's base currency",
-                     "8 hours after you approve", "Deny", "Approve"):
+                     "8 hours after you approve", "Approval code", "Deny", "Approve"):
         assert expected in text, expected
     assert "payments:initiate:max_500" not in text  # descriptions, never raw scope strings
     scopes = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "ul.scopes li")]
@@ -158,9 +180,12 @@ def test_the_page_shows_the_request_and_approve_returns_a_code(world: World, bro
     assert deny.rect["y"] == approve.rect["y"] and deny.rect["x"] < approve.rect["x"]
     assert deny.rect["height"] >= 44 and abs(deny.rect["width"] - approve.rect["width"]) < 2
 
-    # keyboard only: Tab reaches Deny first, then Approve, each with a visible focus ring; Enter decides
+    # keyboard only: Tab reaches the code, then Deny, then Approve, each with a visible focus ring;
+    # Enter decides
     body = browser.find_element(By.TAG_NAME, "body")
     body.send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.get_attribute("id") == "approval_code"
+    browser.switch_to.active_element.send_keys(Keys.TAB)
     assert browser.switch_to.active_element.get_attribute("id") == "deny"
     ring = browser.execute_script("return getComputedStyle(document.activeElement).outlineStyle")
     assert ring not in ("", "none")
@@ -175,12 +200,13 @@ def test_the_page_shows_the_request_and_approve_returns_a_code(world: World, bro
     verified = world.api.post("/v1/tokens/verify", json={"token": exchanged.json()["grantToken"]}).json()
     assert verified["valid"] is True and verified["principal"] == "alice"
     assert sorted(verified["scopes"]) == sorted(SCOPES)
+    assert world.decided(request["authRequestId"]) == ("local human", "consent-page/approval-code")
 
 
 def test_deny_redirects_with_access_denied(world: World, browser: WebDriver) -> None:
     request = world.request(state="st-deny")
     browser.set_window_size(1200, 900)
-    browser.get(request["consentUrl"])
+    browser.get(world.printed_url(request))
     browser.find_element(By.ID, "deny").click()
     query = landed(browser, world.app)
     assert query == {"error": ["access_denied"], "state": ["st-deny"]}
@@ -189,7 +215,7 @@ def test_deny_redirects_with_access_denied(world: World, browser: WebDriver) -> 
 
 def test_without_a_redirect_uri_the_page_shows_the_code(world: World, browser: WebDriver) -> None:
     request = world.request(redirect=False)
-    browser.get(request["consentUrl"])
+    browser.get(world.printed_url(request))
     browser.find_element(By.ID, "approve").click()
     code = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "code")).text
     assert "Access approved" in browser.find_element(By.TAG_NAME, "h1").text
@@ -209,3 +235,37 @@ def test_a_forged_post_without_the_csrf_token_is_refused(world: World, browser: 
     forged = httpx.post(request["consentUrl"], data={"decision": "approve"})
     assert forged.status_code == 403 and forged.json()["code"] == "CSRF_FAILED"
     assert world.status(request["authRequestId"]) == "pending"
+
+
+def test_without_the_code_nothing_is_decided_and_a_typed_code_works(world: World, browser: WebDriver) -> None:
+    """The agent's position (it can open the page; it has no code), then a person without
+    JavaScript's help: the page refuses, says where the code is, and takes it typed by hand."""
+    request = world.request(state="st-typed")
+    browser.get(request["consentUrl"])  # no fragment
+    assert browser.find_element(By.ID, "approval_code").get_attribute("value") == ""
+    browser.find_element(By.ID, "approve").click()
+    problem = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "problem")).text
+    assert "Nothing was decided" in problem and "grantex-local serve" in problem
+    assert world.status(request["authRequestId"]) == "pending"
+    typed = world.code(request["authRequestId"]).lower().replace("-", "")
+    browser.find_element(By.ID, "approval_code").send_keys(typed)
+    browser.find_element(By.ID, "approve").click()
+    query = landed(browser, world.app)
+    assert query["state"] == ["st-typed"] and query["code"][0]
+    assert world.status(request["authRequestId"]) == "approved"
+
+
+def test_the_principal_decides_with_their_session_link(world: World, browser: WebDriver) -> None:
+    request = world.request(state="st-session")
+    with Ledger(world.path) as ledger:
+        developer_id = ledger.query_one("SELECT developer_id FROM auth_requests WHERE id = ?",
+                                        (request["authRequestId"],))[0]  # type: ignore[index]
+        token = sessions.create_session(ledger, developer_id, "alice", via="local").session_token
+    browser.get(f"{request['consentUrl']}#session={token}")
+    note = browser.find_element(By.ID, "session-note")
+    assert note.is_displayed() and "alice" in note.text
+    assert "#" not in browser.current_url
+    browser.find_element(By.ID, "approve").click()
+    query = landed(browser, world.app)
+    assert query["state"] == ["st-session"] and query["code"][0]
+    assert world.decided(request["authRequestId"]) == ("alice", "consent-page/principal-session")

@@ -386,10 +386,18 @@ def _form(html: str) -> dict[str, str]:
     return dict(re.findall(r'name="(csrf_token)" value="([^"]+)"', html))
 
 
+def _approval_code(env: Env, request_id: str) -> str:
+    """What the local human sees (serve's console, 'consent show'): the page decides only with it."""
+    from grantex_local import approval
+
+    with Ledger(env.path) as ledger:
+        return approval.approval_code(ledger, request_id)
+
+
 def test_consent_form_is_csrf_protected(env: Env) -> None:
     request = pending_request(env)
     url = request["consentUrl"]
-    form = {"decision": "approve"}
+    form = {"decision": "approve", "approval_code": _approval_code(env, request["authRequestId"])}
     # no token, no cookie
     assert_error(httpx.post(url, data=form), 403, "CSRF_FAILED")
     with httpx.Client() as browser:
@@ -428,7 +436,9 @@ def test_consent_without_redirect_uri_shows_the_code_or_the_denial(env: Env) -> 
         request = pending_request(env, redirect=None)
         with httpx.Client() as browser:
             token = _form(browser.get(request["consentUrl"]).text)["csrf_token"]
-            page = browser.post(request["consentUrl"], data={"decision": decision, "csrf_token": token})
+            page = browser.post(request["consentUrl"], data={
+                "decision": decision, "csrf_token": token,
+                "approval_code": _approval_code(env, request["authRequestId"])})
         assert page.status_code == 200
         if decision == "approve":
             code = re.search(r'<output id="code" class="code">([^<]+)</output>', page.text)

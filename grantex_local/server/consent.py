@@ -12,6 +12,16 @@ read the token nor send the cookie, and a foreign ``Origin`` is refused too.
 (A page served by one process and posted to another process of the same ledger
 fails that check: the secret is per process. Reload the page to decide.)
 
+Who may decide: the page is public and the agent that asked can read it, so a POST
+decides (approve or deny) only with proof (see :mod:`grantex_local.approval`): the
+request's approval code, which only the local human sees (``serve`` prints it, ``consent
+show`` and the TUI show it), or a principal session for the request's principal minted by
+the ledger's owner. Without proof: 403 ``APPROVAL_REQUIRED`` and nothing decided. A small
+same-origin script (``/consent/assets/consent.js``) fills the code from ``#approval=`` and
+the session from ``#session=``: fragments never reach the server, so neither lands in an
+access log; without JavaScript the person types the code. ``create_app(open_consent=True)``
+(``serve --open-consent``) keeps the old anyone-may-decide page for demos, and says so.
+
 After the decision the browser goes to the agent's redirect URI with ``code`` and
 ``state`` (or ``error=access_denied``), or, with no redirect URI, the page shows
 the code. Errors on these routes are an HTML page for a browser (``Accept:
@@ -22,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from datetime import UTC, datetime
@@ -34,11 +45,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from .. import authorization, errors
+from .. import agents, approval, authorization, errors
 from ..clock import parse_iso
-from ..models import ConsentDecision
+from ..ledger import Ledger
+from ..models import AuthorizationRequest, ConsentDecision
+from ..text import escape
 from .auth import server_state
 from .errors import error_body, request_id_of
+from .state import ServerState
+
+log = logging.getLogger("grantex_local.server")
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,8 +64,13 @@ _SESSION = re.compile(r"[A-Za-z0-9_-]{43}")
 _EXPIRES = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 _CSS = (HERE / "static" / "consent.css").read_bytes()
+_JS = (HERE / "static" / "consent.js").read_bytes()
+OPEN_DECIDER = "anyone with the consent URL (open consent)"
 _templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                          autoescape=select_autoescape(default=True, default_for_string=True))
+# Names stored before the text checks existed may hold bidi or invisible characters: shown
+# escaped, so one agent cannot pass for another (HTML escaping does not neutralise them).
+_templates.filters["shown"] = escape
 
 
 def csrf_token(secret: bytes, session: str, request_id: str) -> str:
@@ -76,7 +97,7 @@ def _security_headers(form_targets: str = "") -> dict[str, str]:
     """No framing (clickjacking a consent button is the classic attack), no caching of codes,
     nothing loaded from anywhere but this origin. ``form-action`` must allow the redirect URI's
     origin: browsers apply it to the redirect that follows the form's POST."""
-    csp = ("default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; "
+    csp = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; base-uri 'none'; "
            f"frame-ancestors 'none'; form-action 'self'{form_targets}")
     # same-origin, not no-referrer: under no-referrer browsers send "Origin: null" with the form.
     return {"Content-Security-Policy": csp, "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
@@ -115,6 +136,29 @@ def stylesheet() -> Response:
     return Response(_CSS, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
 
 
+@router.get("/consent/assets/consent.js")
+def script() -> Response:
+    return Response(_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=3600"})
+
+
+def announce_waiting(state: ServerState, ledger: Ledger, request: AuthorizationRequest) -> None:
+    """Tell the person at ``serve``'s console that a request waits for them, with the link that
+    carries its approval code. A console that fails must not fail the agent's authorize: the
+    request exists either way, and ``grantex-local consent show`` shows the code too."""
+    if state.console is None or request.status != "pending":
+        return
+    try:
+        agent = agents.get(ledger, None, request.agent_id, include_deleted=True)
+        code = approval.approval_code(ledger, request.request_id)
+        count = len(request.scopes)
+        asks = f"asks for {count} scope{'' if count == 1 else 's'}"
+        state.console(f"consent  {escape(request.principal_id)}: {escape(agent.name)} {asks} "
+                      f"\u2014 open {request.consent_url}#approval={code}")
+    except Exception:
+        log.warning("could not show authorization request %s on the console", request.request_id,
+                    exc_info=True)
+
+
 @router.get("/consent/{request_id}", response_model=None)
 def consent_page(request_id: str, request: Request) -> Response:
     state = server_state(request)
@@ -127,20 +171,29 @@ def consent_page(request_id: str, request: Request) -> Response:
     if status != "pending":
         return _error(request, 409, "INVALID_STATE", f"This request is {status}: there is nothing left "
                       "to decide. Ask the agent to start a new one if you still want to give access.")
+    return _consent_form(request, request_id, details)
+
+
+def _consent_form(request: Request, request_id: str, details: dict[str, Any], *, status: int = 200,
+                  problem: str | None = None) -> Response:
+    """The page with its form; shown again (403, with ``problem``) when a decision lacked proof,
+    so the person can type the code without starting over."""
+    state = server_state(request)
+    auth_request = details["request"]
     session = request.cookies.get(COOKIE, "")
     if not _SESSION.fullmatch(session):
         session = secrets.token_urlsafe(32)
     redirect_origin = _origin(auth_request.get("redirectUri"))
     agent = details["agent"]
     response = _page(
-        request, "consent.html", form_targets=f" {redirect_origin}" if redirect_origin else "",
+        request, "consent.html", status, form_targets=f" {redirect_origin}" if redirect_origin else "",
         request_id=request_id, agent=agent, developer=details["developer"],
         principal=auth_request["principalId"], scopes=details["scopes"],
         grant_expiry=humanize_duration(details["grantExpiresIn"]),
         request_expires_at=details["requestExpiresAt"],
         request_expires_text=_readable_time(details["requestExpiresAt"]),
         redirect_host=urlsplit(redirect_origin).netloc if redirect_origin else None,
-        agent_inactive=agent["status"] != "active",
+        agent_inactive=agent["status"] != "active", open_consent=state.open_consent, problem=problem,
         csrf_token=csrf_token(state.csrf_secret, session, request_id))
     response.set_cookie(COOKIE, session, httponly=True, samesite="strict", path="/consent",
                         secure=request.url.scheme == "https")
@@ -169,6 +222,8 @@ async def consent_decision(request_id: str, request: Request) -> Response:
         form = {}
     token = (form.get("csrf_token") or [""])[0]
     decision = (form.get("decision") or [""])[0]
+    code_text = (form.get("approval_code") or [""])[0].strip()
+    session_token = (form.get("session_token") or [""])[0].strip()
     session = request.cookies.get(COOKIE, "")
     if (not _SESSION.fullmatch(session) or not token
             or not hmac.compare_digest(token, csrf_token(state.csrf_secret, session, request_id))):
@@ -179,9 +234,20 @@ async def consent_decision(request_id: str, request: Request) -> Response:
 
     def decide() -> ConsentDecision:
         ledger = state.ledgers.get()
+        pending = authorization.get_request(ledger, request_id)
+        if pending.status != "pending":
+            raise errors.InvalidState(f"authorization request {request_id} is {pending.status}, not pending")
+        if state.open_consent and not code_text and not session_token:
+            decided_by, channel = OPEN_DECIDER, "consent-page/open"
+        else:  # proof that was sent is checked even in open mode: what was sent must hold
+            proof = approval.prove_decision(
+                ledger, request_id=request_id, principal_id=pending.principal_id,
+                developer_id=pending.developer_id, approval_code=code_text or None,
+                session_token=session_token or None)
+            decided_by, channel = proof.decided_by, f"consent-page/{proof.channel}"
         if decision == "approve":
-            return authorization.approve(ledger, request_id, decided_by="consent page")
-        return authorization.deny(ledger, request_id, decided_by="consent page")
+            return authorization.approve(ledger, request_id, decided_by=decided_by, channel=channel)
+        return authorization.deny(ledger, request_id, decided_by=decided_by, channel=channel)
 
     try:
         result = await run_in_threadpool(decide)
@@ -189,6 +255,15 @@ async def consent_decision(request_id: str, request: Request) -> Response:
         return _error(request, 404, "NOT_FOUND", "There is no authorization request with this address.")
     except errors.InvalidState as exc:
         return _error(request, 409, exc.code, f"{exc.message}. Nothing was changed.")
+    except errors.ApprovalRequired as exc:
+        if not _wants_html(request):
+            return _error(request, 403, exc.code, exc.message)
+
+        def details() -> dict[str, Any]:
+            return authorization.consent_details(state.ledgers.get(), request_id)
+
+        return _consent_form(request, request_id, await run_in_threadpool(details), status=403,
+                             problem=f"Nothing was decided. {exc.message}")
     except errors.GrantexLocalError as exc:
         if exc.status >= 500:
             raise

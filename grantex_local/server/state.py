@@ -123,6 +123,11 @@ class ServerState:
     issuer_changed_from: str | None = None
     csrf_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     idempotency: IdempotencyCache = field(default_factory=lambda: IdempotencyCache())
+    open_consent: bool = False
+    """Demo mode: the consent page decides without an approval code or principal session."""
+    console: Callable[[str], Any] | None = None
+    """Where ``serve`` shows a person what only they may see (a waiting request's approval
+    code): its own console, never the access log or the logging module."""
 
 
 class IdempotencyCache:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from ... import authorization, developers
 from ...developers import hash_secret
 from ..auth import CallerDep, server_state
+from ..consent import announce_waiting
 from ..errors import ApiError
 from ..schemas import Authorize, Exchange, Refresh, RevokeToken, TokenBody, refuse_unsupported
 from . import created, no_content, ok
@@ -26,6 +27,7 @@ def authorize(body: Authorize, caller: CallerDep) -> JSONResponse:
         agent_id=body.agentId, user_id=body.principalId, scopes=body.scopes, expires_in=body.expiresIn,
         redirect_uri=body.redirectUri, state=body.state, audience=body.audience,
         code_challenge=body.codeChallenge, code_challenge_method=body.codeChallengeMethod)
+    announce_waiting(caller.state, caller.ledger(), request)  # serve's console: the approval code
     return created(request.to_dict())
 
 
@@ -52,7 +54,7 @@ def _sandbox_only(request: Request, request_id: str) -> None:
 def consent_approve(request_id: str, request: Request) -> JSONResponse:
     _sandbox_only(request, request_id)
     decision = authorization.approve(server_state(request).ledgers.get(), request_id,
-                                     decided_by="sandbox api")
+                                     decided_by="sandbox api", channel="sandbox-api")
     return ok(decision.to_dict())
 
 
@@ -61,7 +63,7 @@ def consent_approve(request_id: str, request: Request) -> JSONResponse:
 def consent_deny(request_id: str, request: Request) -> JSONResponse:
     _sandbox_only(request, request_id)
     decision = authorization.deny(server_state(request).ledgers.get(), request_id,
-                                  decided_by="sandbox api")
+                                  decided_by="sandbox api", channel="sandbox-api")
     return ok(decision.to_dict())
 
 

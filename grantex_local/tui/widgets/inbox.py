@@ -4,7 +4,9 @@ PROTOCOL §5 step 4: a human approves or denies "on the consent page, in the
 TUI, or with the CLI". The detail pane shows the agent (name, description,
 DID), the developer asking, every scope with its description, how long the
 access would last and when the request itself expires, all from the library's
-``consent_details``.
+``consent_details``. It also shows the request's approval code: the consent page decides only
+with it (or the principal's own session), and only someone holding the ledger file, like the
+person at this TUI, can see it. Deciding here needs no code: the TUI holds the file.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from ..data import RequestRow, TuiData
-from ..format import relative, short_id, when
+from ..format import relative, short_id, shown, when
 from ..jobs import db_job
 from .tree import MOVE
 
@@ -34,24 +36,27 @@ class RequestTable(DataTable[Any]):
 
 def render_consent(details: dict[str, Any], now: float) -> RenderableType:
     request, agent, developer = details["request"], details["agent"], details["developer"]
-    head = Text(agent["name"], style="bold")
+    head = Text(shown(agent["name"]), style="bold")
     head.append(" wants access for ")
-    head.append(request["principalId"], style="bold")
+    head.append(shown(request["principalId"]), style="bold")
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
-    grid.add_row("Agent", f"{agent['name']}  {agent['did']}")
+    grid.add_row("Agent", f"{shown(agent['name'])}  {agent['did']}")
     if agent.get("description"):
-        grid.add_row("", Text(agent["description"], style="italic"))
+        grid.add_row("", Text(shown(agent["description"]), style="italic"))
     if agent.get("status") != "active":
         grid.add_row("", Text(f"agent is {agent['status']}: approving will be refused", style="bold magenta"))
-    grid.add_row("Developer", f"{developer['name']}  ({developer['id']})")
-    grid.add_row("Principal", request["principalId"])
+    grid.add_row("Developer", f"{shown(developer['name'])}  ({developer['id']})")
+    grid.add_row("Principal", shown(request["principalId"]))
     grid.add_row("Access lasts", f"{details['grantExpiresIn']} from when the agent exchanges the code")
     grid.add_row("Request expires", when(details["requestExpiresAt"], now))
     if request.get("redirectUri"):
         grid.add_row("Redirect", request["redirectUri"])
     grid.add_row("Request", request["authRequestId"])
+    if details.get("approvalCode"):
+        grid.add_row("Approval code", Text(details["approvalCode"], style="bold reverse"))
+        grid.add_row("Consent page", f"{request['consentUrl']}#approval={details['approvalCode']}")
     scopes = Table.grid(padding=(0, 2))
     scopes.add_column(style="cyan", no_wrap=True)
     scopes.add_column(overflow="fold")
@@ -102,7 +107,8 @@ class ConsentInbox(Vertical):
         now = self.data_source.now()
         for r in rows:
             q = r.request
-            table.add_row(r.agent_name, r.developer_name, q.principal_id, str(len(q.scopes)), q.expires_in,
+            table.add_row(shown(r.agent_name), shown(r.developer_name), shown(q.principal_id),
+                          str(len(q.scopes)), q.expires_in,
                           relative(q.expires_at, now), short_id(q.request_id), key=q.request_id)
         table.border_title = f"Waiting for your decision ({len(rows)})"
         self.loaded_once = True
