@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .clock import iso
 from .developers import default_developer
+from .ledger import PAST_ISSUERS, Ledger
 from .migrations import SCHEMA_VERSION
-
-if TYPE_CHECKING:
-    from .ledger import Ledger
 
 
 def summary(ledger: Ledger) -> dict[str, Any]:
@@ -28,7 +26,9 @@ def summary(ledger: Ledger) -> dict[str, Any]:
         "schemaVersion": SCHEMA_VERSION,
         "issuer": ledger.issuer,
         "jwksUrl": ledger.issuer + "/.well-known/jwks.json",
-        "settings": ledger.settings(),
+        # earlier issuers still accepted, so that tokens issued under them verify until they expire
+        "pastIssuers": ledger.past_issuers(),
+        "settings": {k: v for k, v in ledger.settings().items() if k != PAST_ISSUERS},
         "activeKid": active["kid"] if active is not None else None,
         "defaultDeveloper": default_developer(ledger).to_dict(),
         "counts": {

@@ -14,6 +14,7 @@ sqlite3 errors never leave this module's boundary untranslated: callers see
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import stat
@@ -38,6 +39,10 @@ SETTINGS_DEFAULTS: dict[str, str] = {
     "max_delegation_depth": str(DEFAULT_MAX_DELEGATION_DEPTH),
     "max_expires_in": str(DEFAULT_MAX_EXPIRES_IN),
 }
+PAST_ISSUERS = "past_issuers"
+"""The settings row (JSON) listing earlier issuers whose tokens may still be live. It is kept by
+:meth:`Ledger.set_setting` alone, in the transaction that changes the issuer, and is not a
+setting anyone sets."""
 
 
 def default_path() -> str:
@@ -60,6 +65,9 @@ def translate(exc: sqlite3.Error, path: str) -> errors.LedgerError:
         return errors.LedgerError(f"ledger {path} refused a write: {exc}")
     return errors.LedgerError(f"ledger {path}: {exc}")
 
+
+_UNENCODABLE = ("a lookup value contains a lone UTF-16 surrogate, which is not text "
+                "(send the character itself, not half of its surrogate pair)")
 
 class Ledger:
     """An open ledger file.
@@ -269,17 +277,25 @@ class Ledger:
                 self.conn.execute("COMMIT")
 
     def query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
-        """Rows of one read query, errors translated."""
+        """Rows of one read query, errors translated.
+
+        A parameter SQLite cannot take (a lone surrogate cannot be encoded as UTF-8) is the
+        caller's bad input, not a crash: no stored row can match it anyway.
+        """
         try:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
+        except UnicodeEncodeError:
+            raise errors.InvalidInput(_UNENCODABLE) from None
 
     def query_one(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> sqlite3.Row | None:
         try:
             return self.conn.execute(sql, params).fetchone()
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
+        except UnicodeEncodeError:
+            raise errors.InvalidInput(_UNENCODABLE) from None
 
     # ── time and settings ────────────────────────────────────────────────
 
@@ -316,20 +332,66 @@ class Ledger:
         from .audit.trail import record
         from .developers import default_developer
 
+        metadata: dict[str, Any] = {"key": key, "value": value}
         with self.write() as conn:
+            if key == "issuer":
+                previous = self._retire_issuer(conn, value)
+                if previous is not None:
+                    metadata["previous"] = previous
             conn.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
             record(self, conn, default_developer(self).id, "grantex.settings.changed",
-                   metadata={"key": key, "value": value})
+                   metadata=metadata)
         self._verifier = None
         return value
+
+    def _retire_issuer(self, conn: sqlite3.Connection, new: str) -> str | None:
+        """Before the issuer becomes ``new``: put the current one on the past-issuer list, with
+        the latest expiry of any token then live (tokens issued under it cannot outlive that;
+        issuance reads the issuer inside its own write transaction, so none can slip in
+        between), and drop past issuers whose tokens have all expired. Returns the issuer that
+        was replaced (None when it does not change). The caller holds the write transaction."""
+        row = conn.execute("SELECT value FROM settings WHERE key = 'issuer'").fetchone()
+        current = str(row[0]) if row is not None else DEFAULT_ISSUER
+        if current == new:
+            return None
+        now = self.now()
+        now_iso = iso(now)
+        keep_after = iso(now - 60)  # a minute's grace beyond the verifiers' leeway
+        past = [p for p in _past_issuers(conn) if p["acceptedUntil"] > keep_after
+                and p["issuer"] not in (current, new)]
+        until = conn.execute("SELECT max(expires_at) FROM tokens WHERE expires_at > ?",
+                             (now_iso,)).fetchone()[0]
+        if until is not None:  # with no live token, nothing can carry the old issuer any more
+            past.append({"issuer": current, "retiredAt": now_iso, "acceptedUntil": str(until)})
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (PAST_ISSUERS, json.dumps(past, separators=(",", ":"))),
+        )
+        return current
 
     @property
     def issuer(self) -> str:
         return self.setting("issuer")
+
+    def past_issuers(self) -> list[dict[str, str]]:
+        """Earlier issuers of this ledger whose tokens may still be live, oldest first:
+        ``{"issuer", "retiredAt", "acceptedUntil"}`` (the latest expiry of any token live
+        when it was replaced). Online verification accepts them besides the current one."""
+        return _past_issuers(self.conn, self.path)
+
+    def accepted_issuers(self) -> tuple[str, ...]:
+        """The ``iss`` values this ledger's verification accepts: the current issuer first,
+        then the past ones, newest first."""
+        stored = {r[0]: r[1] for r in self.query(  # one statement: a consistent pair
+            "SELECT key, value FROM settings WHERE key IN ('issuer', ?)", (PAST_ISSUERS,))}
+        current = str(stored.get("issuer", DEFAULT_ISSUER))
+        past = [p["issuer"] for p in reversed(_parse_past_issuers(stored.get(PAST_ISSUERS)))]
+        return (current, *[p for p in past if p != current])
 
     @property
     def max_delegation_depth(self) -> int:
@@ -379,9 +441,9 @@ class Ledger:
         from .keys import jwks
         from .verify import Verifier
 
-        issuer = self.issuer  # another process may have changed it
-        if self._verifier is None or self._verifier.issuer != issuer:
-            self._verifier = Verifier(jwks(self, include_all=True), issuer=issuer, clock=self.clock)
+        issuers = self.accepted_issuers()  # another process may have changed them
+        if self._verifier is None or self._verifier.issuers != issuers:
+            self._verifier = Verifier(jwks(self, include_all=True), issuer=issuers, clock=self.clock)
         self._verifier_stamp = stamp
         return self._verifier
 
@@ -423,6 +485,30 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _past_issuers(conn: sqlite3.Connection, path: str = "") -> list[dict[str, str]]:
+    """The stored past-issuer list. Entries that are not well formed (the row edited by hand)
+    are left out: an issuer is accepted only when the ledger clearly says so."""
+    try:
+        row = conn.execute("SELECT value FROM settings WHERE key = ?", (PAST_ISSUERS,)).fetchone()
+    except sqlite3.Error as exc:
+        raise translate(exc, path) from None
+    return _parse_past_issuers(row[0] if row is not None else None)
+
+
+def _parse_past_issuers(text: Any) -> list[dict[str, str]]:
+    if text is None:
+        return []
+    try:
+        stored = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return []
+    if not isinstance(stored, list):
+        return []
+    fields = ("issuer", "retiredAt", "acceptedUntil")
+    return [{f: entry[f] for f in fields} for entry in stored
+            if isinstance(entry, dict) and all(isinstance(entry.get(f), str) and entry[f] for f in fields)]
 
 
 def validate_issuer(value: str) -> str:

@@ -244,10 +244,14 @@ class VerifyTokenResponse:
     expires_at: str | None = None
     reason: str | None = None
     token_id: str | None = None
+    message: str | None = None  # what a person reads when ``reason`` alone does not say it all
 
     def to_dict(self) -> dict[str, Any]:
         if not self.valid:
-            return {"valid": False, "reason": self.reason}
+            failed: dict[str, Any] = {"valid": False, "reason": self.reason}
+            if self.message is not None:
+                failed["message"] = self.message
+            return failed
         return {"valid": True, "grantId": self.grant_id, "scopes": list(self.scopes or ()),
                 "principal": self.principal, "agent": self.agent, "expiresAt": self.expires_at,
                 "tokenId": self.token_id}

@@ -84,7 +84,7 @@ def verify_online(ledger: Ledger, token: str, developer_id: str | None = None,
     try:
         claims = ledger.verify_offline(token, required_scopes)
     except errors.TokenInvalid as exc:
-        return VerifyTokenResponse(valid=False, reason=exc.reason)
+        return VerifyTokenResponse(valid=False, reason=exc.reason, message=exc.message)
     row = ledger.query_one(ONLINE, (claims.token_id,))
     if row is None or (developer_id is not None and row[2] != developer_id):
         return VerifyTokenResponse(valid=False, reason="unknown_token")

@@ -94,13 +94,27 @@ _signer_lock = threading.Lock()
 
 
 def _sign_pool() -> concurrent.futures.ThreadPoolExecutor:
-    """Threads that sign while the caller writes and commits (made on first use)."""
+    """Threads that sign while the caller writes and commits (made on first use, per process)."""
     global _signer
     with _signer_lock:
         if _signer is None:
             _signer = concurrent.futures.ThreadPoolExecutor(
                 max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="grantex-sign")
         return _signer
+
+
+def _forget_pool_in_child() -> None:
+    """A forked child has none of its parent's threads: an inherited pool would queue the
+    signature and never compute it, so the child's next issuance would wait for ever. The
+    child starts its own pool on first use instead. The lock is replaced too, since another
+    thread of the parent may have held it at the moment of the fork."""
+    global _signer, _signer_lock
+    _signer = None
+    _signer_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere there is no fork to survive
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,12 @@ import base64
 import binascii
 import functools
 import json
+import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jwt
@@ -115,23 +117,37 @@ def load_jwks(jwks: Mapping[str, Any] | str) -> dict[str, Any]:
     return keys
 
 
+def _shown(value: Any, limit: int = 120) -> str:
+    """A claim value quoted for a message: escaped, and cut short (a token may carry anything)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "...'"
+
+
 class Verifier:
-    """Verifies tokens against one key set, issuer and (optional) audience."""
+    """Verifies tokens against one key set, issuer and (optional) audience.
+
+    ``issuer`` is the issuer tokens must name, or a sequence of accepted ones, the current
+    first: a ledger whose issuer changed accepts its past issuers until their tokens expire.
+    """
 
     def __init__(
         self,
         jwks: Mapping[str, Any] | str,
         *,
-        issuer: str,
+        issuer: str | Sequence[str],
         audience: str | None = None,
         leeway: int = DEFAULT_LEEWAY,
         clock: Callable[[], float] = time.time,
         cache_size: int = 4096,
     ) -> None:
-        if not isinstance(issuer, str) or not issuer:
+        issuers = (issuer,) if isinstance(issuer, str) else tuple(issuer) if isinstance(
+            issuer, Sequence) else ()
+        if not issuers or not all(isinstance(i, str) and i for i in issuers):
             raise TokenInvalid("an expected issuer is required", "issuer")
         self.keys = load_jwks(jwks)
-        self.issuer = issuer
+        self.issuer: str = issuers[0]
+        self.issuers: tuple[str, ...] = tuple(dict.fromkeys(issuers))
+        self._accepted = frozenset(self.issuers)  # one hash probe per token, however many
         self.audience = audience
         self.leeway = leeway
         self.clock = clock
@@ -139,6 +155,7 @@ class Verifier:
         self._cache_size = cache_size
         self._header_keys: dict[str, Any] = {}
         self._lock = threading.Lock()
+        _instances.add(self)
 
     def verify(self, token: str, required_scopes: Iterable[str] | None = None) -> VerifiedGrant:
         grant = self._cache.get(token) if isinstance(token, str) else None
@@ -190,8 +207,9 @@ class Verifier:
         for name in _REQUIRED:
             if claims.get(name) is None:
                 raise _invalid(f"missing claim {name!r}", "missing_claim")
-        if claims["iss"] != self.issuer:
-            raise _invalid("wrong issuer", "issuer")
+        iss = claims["iss"]
+        if not isinstance(iss, str) or iss not in self._accepted:
+            raise _invalid(self._wrong_issuer(iss), "issuer")
         if self.audience is not None:
             aud = claims.get("aud")
             if not aud:
@@ -205,6 +223,13 @@ class Verifier:
             raise _invalid("Subject must be a string", "malformed")
         if not isinstance(claims["jti"], str):
             raise _invalid("JWT ID must be a string", "malformed")
+
+    def _wrong_issuer(self, iss: Any) -> str:
+        """Both sides of the mismatch: "issuer" alone leaves a user guessing which one is off."""
+        text = f"wrong issuer: the token has {_shown(iss)}, expected {_shown(self.issuer)}"
+        if len(self.issuers) > 1:
+            text += f" (or a past issuer: {', '.join(_shown(i) for i in self.issuers[1:])})"
+        return text
 
     def _verify_fully(self, token: str) -> VerifiedGrant:
         if not isinstance(token, str) or not token:
@@ -346,6 +371,20 @@ def grant_from_claims(claims: Mapping[str, Any]) -> VerifiedGrant:
 
 _verifiers: dict[tuple[Any, ...], Verifier] = {}
 _verifiers_lock = threading.Lock()
+_instances: weakref.WeakSet[Verifier] = weakref.WeakSet()
+
+
+def _new_locks_in_child() -> None:
+    """Another thread of the parent may have held one of these locks at the moment of a fork;
+    in the child nobody would ever release it."""
+    global _verifiers_lock
+    _verifiers_lock = threading.Lock()
+    for verifier in list(_instances):
+        verifier._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_locks_in_child)
 
 
 def verify_grant_token(
@@ -360,8 +399,11 @@ def verify_grant_token(
     """Verify a grant token offline against a JWKS; raises :class:`TokenInvalid`.
 
     Verifiers are kept per (key set, issuer, audience, leeway), so calling
-    this in a loop does not re-parse keys.
+    this in a loop does not re-parse keys. ``issuer`` is exactly one URL, as the
+    official SDK's check is; :class:`Verifier` takes several.
     """
+    if not isinstance(issuer, str) or not issuer:
+        raise TokenInvalid("an expected issuer (one URL) is required", "issuer")
     if isinstance(jwks, str):
         fingerprint: Any = jwks
     else:

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from grantex_local import Grantex, Ledger, developers
+from grantex_local.ledger import DEFAULT_ISSUER
 
 
 @dataclass
@@ -97,12 +98,14 @@ def test_banner_names_url_issuer_and_how_to_get_a_key(ledger_with_key: tuple[Pat
     with server_process(path) as server:
         text = "\n".join(server.banner)
         assert server.base_url.startswith("http://127.0.0.1:")
-        assert f"issuer   {server.base_url}" in text
+        # --port 0 listens elsewhere; the issuer is the ledger's and stays put
+        assert f"issuer   {DEFAULT_ISSUER}" in text
+        assert f"Clients must use {DEFAULT_ISSUER} as their base URL" in text
         assert "grantex-local developers create-key" in text and "sandbox" in text
         assert f"{server.base_url}/docs" in text
-        assert httpx.get(server.base_url + "/health").json()["issuer"] == server.base_url
+        assert httpx.get(server.base_url + "/health").json()["issuer"] == DEFAULT_ISSUER
     with Ledger(path) as ledger:
-        assert ledger.issuer == server.base_url  # the issuer is the ledger's setting
+        assert ledger.issuer == DEFAULT_ISSUER and ledger.past_issuers() == []
 
 
 def test_grantex_local_serve(ledger_with_key: tuple[Path, str]) -> None:
@@ -158,10 +161,11 @@ def test_shutdown_finishes_requests_in_flight(ledger_with_key: tuple[Path, str],
 def test_two_servers_and_the_library_on_one_ledger_stay_consistent(ledger_with_key: tuple[Path, str]) -> None:
     path, key = ledger_with_key
     auth = {"Authorization": f"Bearer {key}"}
-    with server_process(path) as first, server_process(path, "--issuer", first.base_url) as second, \
+    with server_process(path) as first, server_process(path) as second, \
             httpx.Client(base_url=first.base_url, headers=auth) as a, \
             httpx.Client(base_url=second.base_url, headers=auth) as b:
-        assert httpx.get(second.base_url + "/health").json()["issuer"] == first.base_url
+        assert httpx.get(second.base_url + "/health").json()["issuer"] == \
+            httpx.get(first.base_url + "/health").json()["issuer"]
         agent = a.post("/v1/agents", json={"name": "shared", "scopes": ["calendar:read"]}).json()
         assert b.get(f"/v1/agents/{agent['id']}").json()["name"] == "shared"
         code = a.post("/v1/authorize", json={"agentId": agent["id"], "principalId": "p",

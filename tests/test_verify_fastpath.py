@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 from pathlib import Path
 
 import jwt
@@ -88,10 +89,19 @@ def test_an_issuer_changed_by_another_process_is_seen_at_once(tmp_path: Path) ->
         token = grant_for(one, SCOPES).grant_token
         assert two.tokens.verify_offline(token).grant_id  # two caches verifier, key and token
         one.ledger.set_setting("issuer", "http://127.0.0.1:9999")
+        # a token of the new issuer is accepted at once; the earlier one, as a past issuer's, too
+        fresh = grant_for(one, SCOPES, agent_name="after").grant_token
+        assert two.tokens.verify(fresh).valid is True
+        assert two.tokens.verify(token).valid is True
+        raw = sqlite3.connect(path)  # another process drops the past issuer: seen at once too
+        with raw:
+            raw.execute("DELETE FROM settings WHERE key = 'past_issuers'")
+        raw.close()
         with pytest.raises(TokenInvalid) as exc:
             two.tokens.verify_offline(token)
         assert exc.value.reason == "issuer"
         assert two.tokens.verify(token).valid is False
+        assert two.tokens.verify(fresh).valid is True
     finally:
         one.close()
         two.close()

@@ -4,15 +4,19 @@ Order of the layers, outermost first: :class:`~.middleware.GrantexMiddleware`
 (request id, body limit, rate-limit headers, last-resort 500), FastAPI's
 exception handlers (library errors, validation errors, unknown routes, all as
 ``{message, code, requestId}``), then the routes. The ledger is opened once
-here to fail early (a missing file is refused, as the CLI does) and to set the
+here to fail early (a missing file is refused, as the CLI does) and to read the
 issuer, then once per worker thread on demand.
+
+The issuer is the ledger's, never the address the server happens to listen on:
+changing it must be asked for (``change_issuer=True``; the CLI's ``serve --issuer``
+confirms first), since clients and the tokens already issued depend on it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -20,12 +24,12 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, errors
-from ..ledger import Ledger
+from ..ledger import Ledger, validate_issuer
 from . import consent
 from .docs import install_docs
 from .errors import ApiError, on_api_error, on_http_error, on_library_error, on_validation_error
-from .middleware import GrantexMiddleware
-from .routes import agents, audit, flow, grants, policies, public
+from .middleware import GrantexMiddleware, allowed_host_names, issuer_host
+from .routes import agents, audit, flow, grants, policies, principal, public
 from .state import LedgerPool, RateLimiter, ServerState
 
 log = logging.getLogger("grantex_local.server")
@@ -51,29 +55,49 @@ def create_app(
     ledger_path: str | os.PathLike[str],
     *,
     issuer: str | None = None,
+    change_issuer: bool = False,
+    allowed_hosts: Iterable[str] = (),
     rate_limit: int = DEFAULT_RATE_LIMIT,
     rate_window: int = DEFAULT_RATE_WINDOW,
     max_body: int = DEFAULT_MAX_BODY,
     passphrase: str | None = None,
+    open_consent: bool = False,
 ) -> FastAPI:
-    """The ASGI app. ``issuer`` (when given) becomes the ledger's issuer setting: it goes into
-    every token, and the SDK derives the ``iss`` it expects from the JWKS URL, so it must be the
-    base URL clients use."""
+    """The ASGI app over the ledger's issuer (it goes into every token, and the SDK derives the
+    ``iss`` it expects from the JWKS URL, so it is the base URL clients must use).
+
+    ``issuer``: the issuer the caller expects. When it differs from the ledger's, the app is
+    refused (:class:`~grantex_local.errors.InvalidInput`) unless ``change_issuer=True``, which
+    makes it the ledger's issuer; tokens issued under the old one keep verifying until they
+    expire. ``allowed_hosts``: names (or addresses) requests may carry in ``Host`` besides the
+    loopback names and the issuer's host, e.g. this machine's LAN name (see the middleware).
+    ``open_consent``: demo mode, the consent page decides without an approval code or principal
+    session (see :mod:`.consent`).
+    """
     if max_body < 1:
         raise ValueError("max_body must be at least 1 byte")
+    hosts = allowed_host_names(allowed_hosts)
+    if issuer is not None:
+        issuer = validate_issuer(issuer)
     path = str(ledger_path)
     previous: str | None = None
     with Ledger(path, create=False, passphrase=passphrase) as ledger:
         if issuer is not None and ledger.issuer != issuer:
+            if not change_issuer:
+                raise errors.InvalidInput(
+                    f"the ledger's issuer is {ledger.issuer}, not {issuer}; it changes only when "
+                    "asked: create_app(..., change_issuer=True), 'grantex-local serve --issuer URL' "
+                    "or 'grantex-local config set issuer URL'")
             previous = ledger.issuer
             ledger.set_setting("issuer", issuer)
-            log.info("issuer changed from %s to %s: tokens issued under the old one no longer verify",
-                     previous, issuer)
+            log.info("issuer changed from %s to %s; tokens issued under %s keep verifying until "
+                     "they expire", previous, issuer, previous)
         effective_issuer = ledger.issuer
         ledger.signing_key()  # an encrypted key without its passphrase fails now, not per request
     state = ServerState(ledgers=LedgerPool(path, passphrase=passphrase),
                         limiter=RateLimiter(rate_limit, rate_window), issuer=effective_issuer,
                         max_body=max_body, issuer_changed_from=previous)
+    state.open_consent = open_consent  # demo mode: consent decided without proof (see consent.py)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -87,8 +111,9 @@ def create_app(
     app.add_exception_handler(errors.GrantexLocalError, on_library_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    for module in (public, agents, flow, grants, audit, policies, consent):
+    for module in (public, agents, flow, grants, audit, policies, principal, consent):
         app.include_router(module.router)
     install_docs(app)
-    app.add_middleware(GrantexMiddleware, max_body=max_body)
+    app.add_middleware(GrantexMiddleware, max_body=max_body,
+                       allowed_hosts=hosts | {issuer_host(effective_issuer)})
     return app

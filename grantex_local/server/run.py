@@ -1,11 +1,18 @@
 """``serve``: run the app on uvicorn, on loopback by default, and stop gracefully.
 
-The socket is bound here, before the app is built, so that ``port=0`` (any free
-port) still yields the right issuer: the issuer is the URL clients use, and
-the SDK checks tokens' ``iss`` against it. On SIGINT or SIGTERM uvicorn stops
-accepting connections, lets requests in flight finish (up to
-``graceful_timeout`` seconds), then the ledgers are closed; the process then
-returns normally instead of dying by the signal.
+The issuer is the ledger's and stays put: it is in every token issued, and the
+SDK checks tokens' ``iss`` against the base URL its client uses, so moving it
+because the server listens elsewhere would break every client and every token
+at once. Instead the server listens where the issuer says (when it is an
+``http://`` loopback URL) unless given a host or port; elsewhere the banner says
+that clients must still use the issuer as their base URL. Changing the issuer
+is asked for explicitly (``issuer=`` with ``change_issuer=True``), and tokens
+issued under the old one keep verifying until they expire. The socket is bound
+before the app is built, so a busy port fails before the ledger is touched.
+
+On SIGINT or SIGTERM uvicorn stops accepting connections, lets requests in
+flight finish (up to ``graceful_timeout`` seconds), then the ledgers are closed;
+the process then returns normally instead of dying by the signal.
 """
 
 from __future__ import annotations
@@ -16,15 +23,21 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 
+from .. import errors
+from ..ledger import Ledger, validate_issuer
 from .app import DEFAULT_MAX_BODY, DEFAULT_RATE_LIMIT, create_app
+from .middleware import allowed_host_names, is_loopback_host, normalise_host
 
 WILDCARDS = {"", "0.0.0.0", "::"}
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8421
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -54,16 +67,60 @@ def url_host(host: str) -> str:
     return host
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def issuer_address(issuer: str) -> tuple[str, int] | None:
+    """Where to listen so that the issuer URL reaches this server: (host, port) for an
+    ``http://`` URL on a loopback host with no path; None otherwise (https, a public name or a
+    path: a proxy in front, so the listening address is the operator's choice)."""
+    parts = urlsplit(issuer)
     try:
-        return ipaddress.ip_address(host).is_loopback
+        port = parts.port or 80
     except ValueError:
+        return None
+    host = parts.hostname or ""
+    if parts.scheme != "http" or parts.path or not is_loopback(host):
+        return None
+    return listen_host(host), port
+
+
+def listen_host(host: str) -> str:
+    """``localhost`` as the address it nearly always is; the name could resolve to ::1 first,
+    and a client trying 127.0.0.1 would then find nothing."""
+    return DEFAULT_HOST if host == "localhost" else host
+
+
+def serves_issuer(issuer: str, host: str, port: int) -> bool:
+    """Whether a server listening on ``host:port`` answers at the issuer URL."""
+    wanted = issuer_address(issuer)
+    if wanted is None or wanted[1] != port:
         return False
+    return host in WILDCARDS or normalise_host(listen_host(host)) == normalise_host(wanted[0])
 
 
-def banner(*, base: str, issuer: str, ledger_path: str, host: str, previous: str | None = None) -> list[str]:
+def current_issuer(ledger_path: str | os.PathLike[str]) -> str:
+    """The ledger's issuer (the ledger must exist: a typo'd path is refused, not created)."""
+    with Ledger(ledger_path, create=False) as ledger:
+        return ledger.issuer
+
+
+def issuer_change(ledger_path: str | os.PathLike[str], issuer: str | None) -> tuple[str, str] | None:
+    """(current, new) when serving with ``issuer`` would change the ledger's issuer, which a
+    person must confirm first; None when it would not. A malformed URL is refused here."""
+    if issuer is None:
+        return None
+    new = validate_issuer(issuer)
+    current = current_issuer(ledger_path)
+    return (current, new) if new != current else None
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` as typed on the command line or in a URL (any case) names this machine."""
+    return is_loopback_host(host.lower())
+
+
+def banner(*, base: str, issuer: str, ledger_path: str, host: str, previous: str | None = None,
+           open_consent: bool = False, allowed_hosts: Iterable[str] = ()) -> list[str]:
+    """What the operator needs at start: where, which issuer (and whether clients must use
+    another URL than this one), how to get a key, and what is exposed beyond loopback."""
     lines = [
         f"grantex-local server on {base}",
         f"  ledger   {Path(ledger_path).resolve()}",
@@ -74,39 +131,94 @@ def banner(*, base: str, issuer: str, ledger_path: str, host: str, previous: str
         "           other developers' requests wait for a person at the consentUrl, PROTOCOL §5)",
     ]
     if previous is not None:
-        lines.append(f"  note     the issuer was {previous}: tokens issued under it no longer verify")
+        lines.append(f"  note     the issuer changed from {previous}; tokens issued under it keep verifying")
+        lines.append("           until they expire (grantex-local info lists past issuers)")
     if issuer != base:
-        lines.append(f"  note     clients must use {issuer} as their base URL for tokens to verify offline")
+        lines += [
+            f"  note     the issuer stays {issuer} (the ledger's; serving elsewhere does not change it).",
+            f"           Clients must use {issuer} as their base URL: tokens carry it, consentUrls",
+            "           start with it, and the SDK checks tokens offline against the URL it is given.",
+            f"           To make {base} the issuer: serve --issuer {base}",
+            "           (tokens issued before keep verifying until they expire).",
+        ]
+    extra = sorted(set(allowed_hosts))
     if not is_loopback(host):
         lines.append(f"  WARNING  listening on {host or 'all interfaces'}, beyond loopback, without TLS")
+    if extra or not is_loopback(host):
+        names = ", ".join(["loopback names", "the issuer's host", *extra])
+        lines.append(f"  hosts    answers requests for {names} only;")
+        lines.append("           other Host names get 421 (--allowed-host NAME adds one)")
+    if open_consent:
+        lines.append("  WARNING  --open-consent: anyone who can open a consentUrl (the agent that")
+        lines.append("           asked, too) can decide it without an approval code; for demos only")
+    else:
+        lines.append("  consent  a request waiting for a person is shown here with its approval code;")
+        lines.append("           only that code (or the principal's own session) decides on the consent page")
     lines.append("Press Ctrl+C to stop (requests in flight are finished first).")
     return lines
 
 
 def serve(
     ledger_path: str | os.PathLike[str],
-    host: str = "127.0.0.1",
-    port: int = 8421,
+    host: str | None = None,
+    port: int | None = None,
     issuer: str | None = None,
     *,
+    change_issuer: bool = False,
+    allowed_hosts: Iterable[str] = (),
     rate_limit: int = DEFAULT_RATE_LIMIT,
     max_body: int = DEFAULT_MAX_BODY,
     log_level: str = "info",
     access_log: bool = True,
     graceful_timeout: int = 30,
     echo: Callable[[str], Any] | None = None,
+    open_consent: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM. Library errors (no ledger, bad issuer) propagate before binding
-    anything long-lived, so the CLI can print them as one line."""
+    anything long-lived, so the CLI can print them as one line.
+
+    ``host``/``port`` left out: where the issuer says (see :func:`issuer_address`), else
+    127.0.0.1:8421; either given: the issuer is still the ledger's. ``issuer``: a new issuer for
+    the ledger, which needs ``change_issuer=True`` (the CLI asks first). ``allowed_hosts``: names
+    besides loopback and the issuer's host that requests may carry in ``Host``; a non-loopback
+    ``host`` to listen on is one of them.
+    """
     echo = echo or (lambda text: print(text, flush=True))
-    sock = bind(host, port)
+    current = current_issuer(ledger_path)
+    target = validate_issuer(issuer) if issuer is not None else current
+    if target != current and not change_issuer:
+        raise errors.InvalidInput(
+            f"the ledger's issuer is {current}; changing it to {target} must be confirmed "
+            "(--yes), since clients must then use the new URL")
+    wanted = issuer_address(target)
+    from_issuer = wanted is not None and (host is None or port is None)
+    if host is None:
+        host = wanted[0] if wanted is not None else DEFAULT_HOST
+    if port is None:
+        port = wanted[1] if wanted is not None else DEFAULT_PORT
+    hosts = set(allowed_host_names(allowed_hosts))
+    if host not in WILDCARDS and not is_loopback(host):
+        hosts |= allowed_host_names([host])  # the address it listens on is for this server
+    try:
+        sock = bind(listen_host(host), port)
+    except OSError as exc:
+        hint = (f" (where the issuer {target} says the server is; --port and --host listen "
+                "elsewhere, and the issuer stays)") if from_issuer else ""
+        raise OSError(exc.errno, f"cannot listen on {url_host(host)}:{port}: "
+                                 f"{exc.strerror or exc}{hint}") from None
     try:
         actual_port = sock.getsockname()[1]
-        base = f"http://{url_host(host)}:{actual_port}"
-        app = create_app(ledger_path, issuer=issuer or base, rate_limit=rate_limit, max_body=max_body)
+        app = create_app(ledger_path, issuer=issuer, change_issuer=change_issuer,
+                         allowed_hosts=hosts, rate_limit=rate_limit, max_body=max_body,
+                         open_consent=open_consent)
         state = app.state.grantex
+        base = f"http://{url_host(host)}:{actual_port}"
+        if serves_issuer(state.issuer, host, actual_port):
+            base = state.issuer  # the same server, spelled as clients must spell it
+        state.console = echo  # approval codes go to this console, never to the access log
         for line in banner(base=base, issuer=state.issuer, ledger_path=str(ledger_path), host=host,
-                           previous=state.issuer_changed_from):
+                           previous=state.issuer_changed_from, open_consent=open_consent,
+                           allowed_hosts=hosts):
             echo(line)
         config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="on",
                                 timeout_graceful_shutdown=graceful_timeout, server_header=False,
@@ -131,24 +243,48 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m grantex_local.server``: the same as ``grantex-local serve``."""
     import argparse
 
-    from .. import errors
     from ..ledger import default_path
 
     parser = argparse.ArgumentParser(prog="python -m grantex_local.server", description=__doc__)
     parser.add_argument("--ledger", default=None,
                         help="ledger file (default: $GRANTEX_LEDGER, else ./grantex.db)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8421, help="0 picks a free port")
-    parser.add_argument("--issuer", default=None, help="default http://HOST:PORT")
+    parser.add_argument("--host", default=None,
+                        help="default: the issuer's host when it is http://loopback, else 127.0.0.1")
+    parser.add_argument("--port", type=int, default=None,
+                        help="0 picks a free port; default: the issuer's port when it is "
+                             "http://loopback, else 8421")
+    parser.add_argument("--issuer", default=None,
+                        help="change the ledger's issuer to this URL (asks first; --yes to skip)")
+    parser.add_argument("--yes", "-y", action="store_true", help="change the issuer without asking")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="a Host name to answer besides loopback and the issuer's (repeatable)")
     parser.add_argument("--rate-limit", type=int, default=DEFAULT_RATE_LIMIT,
                         help="requests per key per minute")
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, help="bytes")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--no-access-log", action="store_true")
+    parser.add_argument("--open-consent", action="store_true",
+                        help="demo mode: the consent page decides without an approval code")
     args = parser.parse_args(argv)
+    path = args.ledger or default_path()
     try:
-        serve(args.ledger or default_path(), args.host, args.port, args.issuer, rate_limit=args.rate_limit,
-              max_body=args.max_body, log_level=args.log_level, access_log=not args.no_access_log)
+        change = issuer_change(path, args.issuer)
+        if change is not None and not args.yes:
+            question = f"Change the ledger's issuer from {change[0]} to {change[1]}?"
+            if not sys.stdin.isatty():
+                raise errors.InvalidInput(f"will not change the issuer from {change[0]} to {change[1]} "
+                                          "without confirmation (stdin is not a terminal); pass --yes")
+            try:
+                answer = input(question + " [y/N] ")
+            except EOFError:
+                answer = ""
+            if answer.strip().lower() not in ("y", "yes"):
+                raise errors.InvalidInput("cancelled; the issuer was not changed")
+        serve(path, args.host, args.port, args.issuer, change_issuer=change is not None,
+              allowed_hosts=args.allowed_host, rate_limit=args.rate_limit, max_body=args.max_body,
+              log_level=args.log_level, access_log=not args.no_access_log,
+              open_consent=args.open_consent)
     except (errors.GrantexLocalError, OSError, ValueError) as exc:
-        print(f"error: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
+        text = getattr(exc, "message", None) or getattr(exc, "strerror", None) or exc
+        print(f"error: {text}", file=sys.stderr)
         sys.exit(2)

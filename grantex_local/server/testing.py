@@ -1,7 +1,9 @@
 """``running_server``: a real server on a free loopback port, in a background thread.
 
 For tests, notebooks and examples that want the HTTP API without a second
-process: the socket is bound first, so the issuer is the exact base URL.
+process. The socket is bound first, so that the server's exact URL is known
+before the app is built: by default it becomes the ledger's issuer, because
+the official SDK expects a token's ``iss`` to be the base URL it was given.
 """
 
 from __future__ import annotations
@@ -33,12 +35,19 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(ledger_path: str | os.PathLike[str], **app_options: Any) -> Iterator[RunningServer]:
+def running_server(ledger_path: str | os.PathLike[str], *, adopt_issuer: bool = True,
+                   **app_options: Any) -> Iterator[RunningServer]:
     """Serve ``ledger_path`` on 127.0.0.1:<free port> until the block ends (``create_app``
-    options pass through; the issuer defaults to the server's own URL)."""
+    options pass through).
+
+    ``adopt_issuer`` (the default, unless ``issuer`` is passed): the server's URL becomes the
+    ledger's issuer, as ``serve --issuer URL --yes`` would make it; tokens issued before keep
+    verifying until they expire. ``adopt_issuer=False`` keeps the ledger's issuer.
+    """
     sock = bind("127.0.0.1", 0)
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    app_options.setdefault("issuer", base)
+    if adopt_issuer and "issuer" not in app_options:
+        app_options.update(issuer=base, change_issuer=True)
     try:
         app = create_app(ledger_path, **app_options)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
