@@ -20,6 +20,7 @@ from .clock import iso
 from .ids import new_id
 from .models import Agent
 from .scopes import normalize_scopes
+from .text import check_name, check_text
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -44,8 +45,9 @@ def _from_row(row: sqlite3.Row, key_row: sqlite3.Row | None = None) -> Agent:
 def _name(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise errors.InvalidInput("agent name must be a non-empty string")
-    if len(value) > MAX_NAME or any(ord(c) < 32 for c in value):
-        raise errors.InvalidInput(f"agent name must be at most {MAX_NAME} printable characters")
+    check_name(value, "agent name")
+    if len(value) > MAX_NAME:
+        raise errors.InvalidInput(f"agent name must be at most {MAX_NAME} characters")
     return value.strip()
 
 
@@ -54,7 +56,7 @@ def _description(value: object) -> str:
         return ""
     if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
         raise errors.InvalidInput(f"description must be a string of at most {MAX_DESCRIPTION} characters")
-    return value
+    return check_name(value, "agent description")
 
 
 def validate_redirect_uris(value: object) -> list[str]:
@@ -64,7 +66,13 @@ def validate_redirect_uris(value: object) -> list[str]:
         raise errors.InvalidInput("redirectUris must be a list of URLs")
     out = []
     for uri in value:
-        parts = urlsplit(uri) if isinstance(uri, str) else None
+        parts = None
+        if isinstance(uri, str):
+            check_text(uri, "redirect URI")
+            try:
+                parts = urlsplit(uri)
+            except ValueError:  # e.g. an unclosed "[" of an IPv6 host
+                parts = None
         if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
             raise errors.InvalidInput(
                 f"redirect URI {uri!r} must be an absolute http(s) URL without a fragment")
@@ -112,6 +120,7 @@ def register(
 def _row(ledger: Ledger, developer_id: str | None, agent_id: object) -> sqlite3.Row:
     if not isinstance(agent_id, str) or not agent_id:
         raise errors.InvalidInput("agent id must be a non-empty string")
+    check_text(agent_id, "agent id")
     row = ledger.query_one("SELECT * FROM agents WHERE id = ?", (agent_id,))
     if row is None or (developer_id is not None and row["developer_id"] != developer_id):
         raise errors.NotFound(f"agent {agent_id} not found")

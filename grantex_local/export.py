@@ -49,12 +49,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import agents, grants, keys, policies
 from .audit import checkpoints, note
-from .audit.chain import ChainReport, ledger_rows, verify_rows
+from .audit.chain import ChainReport, verify_rows
 from .audit.hashing import canonical_json, preimage_text
 from .audit.note import CheckpointInvalid
-from .audit.trail import entry_from_row
+from .audit.trail import NOT_UTF8, entry_from_row
 from .clock import iso
 from .errors import ChainBroken, InvalidInput
+from .text import escape_surrogates
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -90,6 +91,12 @@ TABLES: dict[str, tuple[str, ...]] = {
 DATA_FILES = tuple(f"{t}.{ext}" for t in TABLES for ext in ("jsonl", "csv"))
 BUNDLE_FILES = (*DATA_FILES, JWKS, CHECKPOINT_KEY)
 """The files the manifest lists (it does not list itself or its signature)."""
+
+
+def bundle_file_count(manifest: Mapping[str, Any]) -> int:
+    """How many files a bundle directory holds: those its manifest lists, the manifest and the
+    signature. ``export`` and ``verify-export`` both report this number, the one ``ls`` shows."""
+    return len(manifest["files"]) + len((MANIFEST, SIGNATURE))
 
 _AUDIT_FILE = f"{AUDIT_TABLE}.jsonl"
 _CHECKPOINT_FILE = f"{CHECKPOINT_TABLE}.jsonl"
@@ -141,7 +148,7 @@ def csv_cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return escape_surrogates(value)  # a lone surrogate cannot be written as UTF-8
     return _json_text(value)
 
 
@@ -273,7 +280,8 @@ def _export_chains(ledger: Ledger, directory: Path, stored: list[dict[str, Any]]
                      for c in stored if c["developerId"] == developer_id]
 
             def written(cursor: Iterable[Any]) -> Iterator[tuple[int, str, str]]:
-                for seq, text, digest in cursor:
+                for seq, stored, digest in cursor:
+                    text = _stored_text(seq, stored)
                     entry = entry_from_row((seq, text, digest))
                     writer.write({
                         "seq": seq, "entryId": entry.entry_id, "developerId": entry.developer_id,
@@ -283,9 +291,29 @@ def _export_chains(ledger: Ledger, directory: Path, stored: list[dict[str, Any]]
                         "prevHash": entry.prev_hash, "metadata": entry.metadata, "preimage": text})
                     yield seq, text, digest
 
-            with contextlib.closing(ledger_rows(ledger, developer_id)) as cursor:
+            with contextlib.closing(_chain_bytes(ledger, developer_id)) as cursor:
                 reports.append(verify_rows(written(cursor), developer_id=developer_id, checkpoints=notes))
     return reports
+
+
+def _chain_bytes(ledger: Ledger, developer_id: str) -> sqlite3.Cursor:
+    """:func:`~.audit.chain.ledger_rows` with each preimage as stored bytes: a row that is not
+    UTF-8 (written behind the ledger's back) must stop the export at its seq, as a broken chain,
+    rather than fail the driver's decoding with no seq at all."""
+    cursor = ledger.conn.cursor()
+    cursor.row_factory = None
+    return cursor.execute(
+        "SELECT seq, CAST(preimage AS BLOB), hash FROM audit_entries WHERE developer_id = ? ORDER BY seq",
+        (developer_id,))
+
+
+def _stored_text(seq: int, stored: bytes | str) -> str:
+    if isinstance(stored, str):
+        return stored
+    try:
+        return stored.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ChainBroken(seq, "content_changed", NOT_UTF8) from None
 
 
 def _replaceable(out: Path, fmt: str) -> bool:
@@ -709,7 +737,7 @@ def _verify_directory(directory: Path, verifier_key: str | None) -> dict[str, An
     summary: dict[str, Any] = {
         "valid": True, "format": FORMAT, "path": str(directory), "ledgerId": manifest.get("ledgerId"),
         "issuer": manifest.get("issuer"), "createdAt": manifest.get("createdAt"), "keySource": source,
-        "checkpointKey": manifest["checkpointKey"], "files": len(manifest["files"]),
+        "checkpointKey": manifest["checkpointKey"], "files": bundle_file_count(manifest),
         "rows": {t: manifest["files"][f"{t}.jsonl"].get("rows") for t in TABLES},
         "entries": sum(r.entries for r in reports), "chains": [r.to_dict() for r in reports],
     }

@@ -22,6 +22,7 @@ from .clock import iso
 from .ids import new_id
 from .models import CreatePolicyParams, Policy, UpdatePolicyParams
 from .scopes import normalize_scopes
+from .text import check_name, check_text
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -109,12 +110,17 @@ def _optional_id(value: object, name: str) -> str | None:
         return None
     if not isinstance(value, str) or not value:
         raise errors.InvalidInput(f"{name} must be a non-empty string")
-    return value
+    return check_text(value, name)
+
+
+def _name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise errors.InvalidInput("policy name must not be empty")
+    return check_name(value, "policy name").strip()
 
 
 def create(ledger: Ledger, developer_id: str, params: CreatePolicyParams) -> Policy:
-    if not isinstance(params.name, str) or not params.name.strip():
-        raise errors.InvalidInput("policy name must not be empty")
+    name = _name(params.name)
     effect = _effect(params.effect)
     priority = _priority(params.priority)
     scopes = normalize_scopes(params.scopes) if params.scopes is not None else None
@@ -127,18 +133,20 @@ def create(ledger: Ledger, developer_id: str, params: CreatePolicyParams) -> Pol
         conn.execute(
             "INSERT INTO policies (id, developer_id, name, effect, priority, agent_id, principal_id, "
             "scopes, time_window, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (policy_id, developer_id, params.name.strip(), effect, priority, agent_id, principal_id,
+            (policy_id, developer_id, name, effect, priority, agent_id, principal_id,
              json.dumps(scopes) if scopes is not None else None,
              json.dumps(window) if window is not None else None, now, now),
         )
         record(ledger, conn, developer_id, "grantex.policy.created",
-               metadata={"policyId": policy_id, "name": params.name.strip(), "effect": effect,
+               metadata={"policyId": policy_id, "name": name, "effect": effect,
                          "priority": priority, "agentId": agent_id, "principalId": principal_id,
                          "scopes": scopes, "timeWindow": window})
     return get(ledger, developer_id, policy_id)
 
 
 def get(ledger: Ledger, developer_id: str, policy_id: str) -> Policy:
+    if isinstance(policy_id, str):
+        check_text(policy_id, "policy id")
     row = ledger.query_one("SELECT * FROM policies WHERE id = ? AND developer_id = ?",
                            (policy_id, developer_id))
     if row is None:
@@ -156,9 +164,7 @@ def list_policies(ledger: Ledger, developer_id: str) -> list[Policy]:
 def update(ledger: Ledger, developer_id: str, policy_id: str, params: UpdatePolicyParams) -> Policy:
     changes: dict[str, Any] = {}
     if params.name is not None:
-        if not isinstance(params.name, str) or not params.name.strip():
-            raise errors.InvalidInput("policy name must not be empty")
-        changes["name"] = params.name.strip()
+        changes["name"] = _name(params.name)
     if params.effect is not None:
         changes["effect"] = _effect(params.effect)
     if params.priority is not None:

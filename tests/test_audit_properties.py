@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from grantex_local import Grantex, GrantexLocalError, InvalidInput, Ledger
 from grantex_local.audit.hashing import FIELD_ORDER, canonical_json, preimage_text
+from grantex_local.text import is_clean
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -160,6 +161,12 @@ def test_metadata_round_trips_through_the_ledger_and_the_chain_verifies(
     gx, ids = chain
     if has_duplicate_js_keys(metadata):
         return  # not a JavaScript object; covered by its own test below
+    if not is_clean(metadata):  # a surrogate or a non-character: refused, nothing written
+        before = gx.audit.verify().entries
+        with pytest.raises(InvalidInput):
+            gx.audit.log(**ids, action="props.check", metadata=metadata)
+        assert gx.audit.verify().entries == before
+        return
     entry = gx.audit.log(**ids, action="props.check", metadata=metadata)
     assert_js_equal(entry.metadata, metadata)
     stored = gx.audit.get(entry.entry_id)
@@ -179,6 +186,10 @@ def test_metadata_round_trips_through_the_ledger_and_the_chain_verifies(
 def test_any_printable_action_round_trips_and_is_queryable(
         chain: tuple[Grantex, dict[str, str]], action: str, status: str) -> None:
     gx, ids = chain
+    if not is_clean(action):  # a surrogate or a non-character: refused, nothing written
+        with pytest.raises(InvalidInput):
+            gx.audit.log(**ids, action=action, status=status)
+        return
     entry = gx.audit.log(**ids, action=action, status=status)
     stored = gx.audit.get(entry.entry_id)
     assert utf16(stored.action) == utf16(action) and stored.status == status
@@ -195,6 +206,10 @@ def test_bulk_appends_round_trip_in_order(chain: tuple[Grantex, dict[str, str]],
     if has_duplicate_js_keys(metadata):
         return
     items = [{**ids, "action": "props.bulk", "metadata": {"i": i, "m": metadata}} for i in range(3)]
+    if not is_clean(metadata):  # refused as a whole batch: nothing written
+        with pytest.raises(InvalidInput):
+            gx.audit.log_many(items)
+        return
     written = gx.audit.log_many(items)
     assert [e.seq for e in written] == list(range(written[0].seq, written[0].seq + 3))
     for i, entry in enumerate(written):

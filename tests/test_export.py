@@ -65,7 +65,7 @@ def build_world(path: Path, clock: MovableClock) -> World:
         refreshed = gx.tokens.refresh(refresh_token=root.refresh_token, agent_id=gx.grants.get(
             root.grant_id).agent_id)
         secrets += [refreshed.refresh_token, refreshed.grant_token]
-        sub = gx.agents.register(name="helper", scopes=[])
+        sub = gx.agents.register(name="helper", scopes=["calendar:read"])
         child = gx.grants.delegate(parent_grant_token=refreshed.grant_token, sub_agent_id=sub.id,
                                    scopes=["calendar:read"])
         secrets += [child.refresh_token, child.grant_token]
@@ -76,7 +76,7 @@ def build_world(path: Path, clock: MovableClock) -> World:
         secrets.append(developers.create_api_key(gx.ledger, gx.developer_id, "ci").key)
         grant = gx.grants.get(root.grant_id)
         gx.audit.log_many([{"agent_id": grant.agent_id, "grant_id": grant.id, "action": "calendar.read",
-                            "metadata": {"i": i, "note": "café ☕", "n": 1.5e-7, "odd": "\ud800"}}
+                            "metadata": {"i": i, "note": "café ☕", "n": 1.5e-7, "odd": "\U0001f600\ue000"}}
                            for i in range(25)])
         gx.audit.checkpoint()
         gx.audit.log(agent_id=grant.agent_id, grant_id=grant.id, action="files.read", status="failure")
@@ -663,3 +663,22 @@ def test_bundle_to_ledger_refuses_a_tampered_bundle(tmp_path: Path) -> None:
     with pytest.raises((ExportInvalid, ChainBroken)):
         bundle_to_ledger(tmp_path / "bundle", tmp_path / "copy.db")
     assert not (tmp_path / "copy.db").exists()
+
+
+def test_export_and_verify_export_count_the_same_files(tmp_path: Path) -> None:
+    """Both count what the directory holds (listed files, manifest, signature), as ls does."""
+    from cli_helpers import ok, ok_json
+
+    from grantex_local.export import bundle_file_count
+
+    path, out = tmp_path / "l.db", tmp_path / "bundle"
+    with Grantex(path) as gx:
+        grant_for(gx, ["calendar:read"])
+        gx.audit.checkpoint()
+    exported = ok("--ledger", path, "export", out).stdout
+    on_disk = len(list(out.iterdir()))
+    assert on_disk == len(ALL_FILES)
+    assert any(line.split() == ["files", str(on_disk)] for line in exported.splitlines()), exported
+    assert f", {on_disk} files" in ok("verify-export", out).stdout
+    assert ok_json("verify-export", out)["files"] == on_disk == bundle_file_count(
+        json.loads((out / MANIFEST).read_text()))

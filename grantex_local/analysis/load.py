@@ -37,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 
 from .. import errors
+from ..text import escape_surrogates
 
 LIFECYCLE_PREFIX = "grantex."
 CHUNK_ROWS = 50_000
@@ -374,7 +375,11 @@ def column(values: Any, kind: Kind) -> pd.Series:
         if isinstance(values, pa.ChunkedArray | pa.Array):
             return _arrow_str(values)
         series = pd.Series(values, dtype=object)
-        return series.where(series.notna(), None).astype("str")
+        series = series.where(series.notna(), None)
+        try:
+            return series.astype("str")
+        except UnicodeEncodeError:  # a lone surrogate stored before the text checks: shown escaped
+            return series.map(_encodable, na_action="ignore").astype("str")
     if kind == "int":
         series = pd.Series(values)
         if series.isna().any():
@@ -639,10 +644,18 @@ class AuditBuilder:
 def _text_array(values: Sequence[Any]) -> pa.Array:
     try:
         return pa.array(values, type=pa.string())
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array(
-            [v if isinstance(v, str) or v is None else json.dumps(v) for v in values], type=pa.string()
-        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeEncodeError):
+        return pa.array([_encodable(v) for v in values], type=pa.string())
+
+
+def _encodable(value: Any) -> str | None:
+    """Text Arrow can hold: lone surrogates (a row stored before the text checks, or bytes that
+    are not UTF-8) written as ``\\udxxx``, anything not text as its JSON."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return escape_surrogates(value)
+    return json.dumps(value)
 
 
 def read_chunks(cursor: sqlite3.Cursor, size: int = CHUNK_ROWS) -> Iterator[list[Any]]:

@@ -92,11 +92,27 @@ def readonly_connection(path: str) -> sqlite3.Connection:
         raise translate(exc, path) from None
 
 
+def _lenient_text(value: bytes) -> str:
+    """Text the driver could not decode, with the bytes that are not UTF-8 kept as lone surrogates
+    (``\\udcff``), which the frames then show escaped: one bad row must not hide the file."""
+    return value.decode("utf-8", "surrogateescape")
+
+
+def _read_table(sql: str, conn: sqlite3.Connection) -> pd.DataFrame:
+    try:
+        return pd.read_sql_query(sql, conn, dtype=object)
+    except (sqlite3.OperationalError, pd.errors.DatabaseError):
+        if conn.text_factory is _lenient_text:
+            raise
+        conn.text_factory = _lenient_text  # a row written behind the ledger's back
+        return pd.read_sql_query(sql, conn, dtype=object)
+
+
 def ledger_frames(conn: sqlite3.Connection) -> Frames:
     """Every small table of a ledger as a tidy frame (the audit table is :func:`ledger_audit`)."""
     frames: Frames = {}
     for table, sql in LEDGER_SQL.items():
-        raw = pd.read_sql_query(sql, conn, dtype=object)
+        raw = _read_table(sql, conn)
         for name in JSON_TEXT.get(table, ()):
             raw[name] = [json.loads(v) if isinstance(v, str) else None for v in raw[name]]
         frames[table] = tidy({name: raw[name].tolist() for name in raw.columns}, table)
@@ -109,7 +125,8 @@ def ledger_audit(conn: sqlite3.Connection) -> pd.DataFrame:
         cursor = conn.execute(AUDIT_SQL.format(extra="", where=""))
         with contextlib.closing(cursor):
             return build_audit(chunks_from_sql(rows) for rows in read_chunks(cursor, CHUNK_ROWS))
-    except sqlite3.OperationalError:  # stored bytes that are not JSON: parse what can be parsed
+    except sqlite3.OperationalError:  # stored bytes that are not JSON or not UTF-8: parse what can be
+        conn.text_factory = _lenient_text
         cursor = conn.execute("SELECT seq, hash, preimage FROM audit_entries ORDER BY developer_id, seq")
         with contextlib.closing(cursor):
             return build_audit(chunks_from_preimages(rows) for rows in read_chunks(cursor, CHUNK_ROWS))

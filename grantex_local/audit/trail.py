@@ -15,14 +15,16 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from operator import methodcaller
 from typing import TYPE_CHECKING, Any
 
 from ulid import ULID
 
-from .. import errors, ids
+from .. import errors, ids, paging
 from ..clock import iso
 from ..models import AuditEntry
+from ..text import check_json, check_optional_text, check_text, is_clean
 from . import merkle
 from .hashing import canonical_object, js_string
 
@@ -50,6 +52,13 @@ def _json_field(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise errors.InvalidInput(f"audit field {name} must be a string")
     return js_string(value)
+
+
+def _may_hold_unclean(metadata_text: str) -> bool:
+    """False when canonical metadata text certainly holds no lone surrogate or non-character:
+    the canonical form writes non-ASCII raw and escapes only controls and lone surrogates, so
+    ASCII without a ``\\u`` escape (nearly all metadata) needs no walk."""
+    return not metadata_text.isascii() or "\\u" in metadata_text
 
 
 _Context = tuple[str | None, str | None, str | None, str | None, str, str]
@@ -100,6 +109,14 @@ class Appender:
             metadata_text, parsed = canonical_object(dict(metadata or {}))
         else:
             parsed = json.loads(metadata_text)
+        # The last line of defence for what the library itself records: a lone surrogate or a
+        # non-character that got past a caller's check stops the write here (the caller's
+        # transaction rolls back), instead of being stored and breaking every reader after.
+        for name, value in (("agentId", agent_id), ("agentDid", agent_did), ("grantId", grant_id),
+                            ("principalId", principal_id), ("action", action), ("status", status)):
+            check_optional_text(value, f"audit {name}")
+        if _may_hold_unclean(metadata_text):
+            check_json(parsed, "audit metadata")
         context = (agent_id, agent_did, grant_id, principal_id, action, status)
         return self.add_many([context], [metadata_text], [parsed], timestamp)[0]
 
@@ -275,6 +292,7 @@ class _Checker:
         if not isinstance(action, str) or not action:
             raise errors.InvalidInput("action must be a non-empty string")
         if action not in self.actions:
+            check_text(action, "action")
             if len(action) > MAX_ACTION or _CONTROL.search(action):
                 raise errors.InvalidInput(f"action must be at most {MAX_ACTION} printable characters")
             if action.startswith(LIFECYCLE_PREFIX):
@@ -292,9 +310,13 @@ class _Checker:
         metadata_text, parsed = canonical_object(metadata)
         if len(metadata_text) > MAX_METADATA_BYTES:  # characters: a cheap first bound
             raise errors.InvalidInput(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+        if _may_hold_unclean(metadata_text):
+            check_json(metadata, "metadata")
         pair = (agent_id, grant_id)
         known = self.pairs.get(pair)
         if known is None:
+            check_text(agent_id, "agentId")  # before they are looked up
+            check_text(grant_id, "grantId")
             known = self.pairs[pair] = self._owners(agent_id, grant_id)
         agent_did, principal_id = known
         claimed_did, claimed_principal = get("agent_did"), get("principal_id")
@@ -344,13 +366,33 @@ def log_many(ledger: Ledger, developer_id: str, items: Iterable[Mapping[str, Any
         appender = Appender(ledger, conn, developer_id)
         out = appender.add_many(checker.contexts, checker.metadata_texts, checker.metadata)
         appender.flush()
-    return out
+        return _flagged(conn, developer_id, out)
+
+
+def _flagged(conn: sqlite3.Connection, developer_id: str, entries: list[AuditEntry]) -> list[AuditEntry]:
+    """The new entries with the flags a read of them shows (the CASEs of ``_SELECT``), so what an
+    append answers agrees with what ``audit list`` says of the same entry.
+
+    One query per grant, not per entry: a bulk append is usually one grant. Every revocation
+    entry of the grant is earlier in the chain than the entries just appended.
+    """
+    flags: dict[tuple[str | None, str], tuple[str, ...]] = {}
+    for grant_id, stamp in {(e.grant_id, e.timestamp) for e in entries}:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM audit_entries INDEXED BY idx_audit_entries_revocations "
+            "WHERE action = 'grantex.grant.revoked' AND grant_id = ?1 AND developer_id = ?2), "
+            "(SELECT expires_at <= ?3 FROM grants WHERE id = ?1)", (grant_id, developer_id, stamp)).fetchone()
+        flags[(grant_id, stamp)] = tuple(
+            name for name, on in (("after_revocation", row[0]), ("after_expiry", row[1])) if on)
+    return [replace(e, flags=found) if (found := flags[(e.grant_id, e.timestamp)]) else e for e in entries]
 
 
 # ── reading ──────────────────────────────────────────────────────────────────
 
 _SELECT = (
-    "SELECT e.seq, e.preimage, e.hash, "
+    # The preimage as bytes: a row whose stored text is not UTF-8 (only ever written behind the
+    # ledger's back) would otherwise fail the driver's decoding, and with it the whole listing.
+    "SELECT e.seq, CAST(e.preimage AS BLOB), e.hash, "
     # After revocation is decided from the chain alone: a revocation entry for
     # the grant that comes earlier in the chain (by seq, not by clock).
     "CASE WHEN e.action NOT LIKE 'grantex.%' AND e.grant_id IS NOT NULL AND EXISTS ("
@@ -364,10 +406,52 @@ _SELECT = (
 )
 
 
+UNRENDERABLE = "unrenderable"
+"""The flag of an entry whose stored text holds what the ledger refuses today (a lone surrogate,
+a non-character, bytes that are not UTF-8): written before the checks existed, or behind the
+ledger's back. Its values are returned as stored (undecodable bytes as ``\\udcxx``); readers
+show them escaped with :func:`grantex_local.text.escape` and the chain verifier judges the bytes."""
+
+
+_UNREADABLE: dict[str, Any] = {"id": "", "agentId": None, "agentDid": None, "grantId": None,
+                               "principalId": None, "developerId": "", "action": "(unreadable entry)",
+                               "metadata": {}, "status": "", "timestamp": "", "prevHash": None}
+"""What a stored entry that does not parse as an entry is listed as (flagged; the chain verifier
+names its seq and why)."""
+_FIELD_NAMES = frozenset(_UNREADABLE)
+
+
+def _preimage_fields(stored: str | bytes) -> tuple[dict[str, Any], bool]:
+    """(the preimage's fields, whether they hold text the ledger would refuse today).
+
+    Nearly every preimage is ASCII without a ``\\u`` escape (the canonical form writes lone
+    surrogates as ``\\udxxx`` and non-characters raw), which is clean without a walk.
+    """
+    unclean = False
+    if isinstance(stored, bytes):
+        try:
+            text = stored.decode("utf-8")
+        except UnicodeDecodeError:
+            text, unclean = stored.decode("utf-8", "surrogateescape"), True
+    else:
+        text = stored
+    try:
+        fields = json.loads(text)
+    except ValueError:  # SQLite's JSON5 took it in; Python's JSON cannot read it
+        fields = None
+    if not isinstance(fields, dict) or not _FIELD_NAMES <= fields.keys():
+        return dict(_UNREADABLE), True
+    if unclean or (text.isascii() and "\\u" not in text):
+        return fields, unclean
+    return fields, not is_clean(fields)
+
+
 def entry_from_row(row: sqlite3.Row | tuple[Any, ...]) -> AuditEntry:
-    fields = json.loads(row[1])
+    fields, unclean = _preimage_fields(row[1])
     flags = tuple(name for name, on in (("after_revocation", row[3]), ("after_expiry", row[4])) if on) \
         if len(row) > 3 else ()
+    if unclean:
+        flags += (UNRENDERABLE,)
     return AuditEntry(
         entry_id=fields["id"], seq=row[0], agent_id=fields["agentId"], agent_did=fields["agentDid"],
         grant_id=fields["grantId"], principal_id=fields["principalId"],
@@ -393,12 +477,12 @@ def list_entries(
     newest_first: bool = False,
 ) -> list[AuditEntry]:
     """Entries matching every filter given, oldest first (by seq) unless asked otherwise."""
-    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise errors.InvalidInput("page must be a whole number from 1")
-    if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 10_000:
-        raise errors.InvalidInput("pageSize must be a whole number from 1 to 10000")
+    limit, offset = paging.window(page, page_size)
     if status is not None and status not in STATUSES:
         raise errors.InvalidInput(f"status must be one of {', '.join(STATUSES)}")
+    for name, value in (("developer id", developer_id), ("agent id", agent_id), ("grant id", grant_id),
+                        ("principal id", principal_id), ("action", action)):
+        check_optional_text(value, name)  # filters are looked up: SQLite cannot bind a lone surrogate
     sql, params = f"{_SELECT} WHERE 1 = 1", []
     for column, value in (("e.developer_id", developer_id), ("e.agent_id", agent_id),
                           ("e.grant_id", grant_id), ("e.principal_id", principal_id),
@@ -412,7 +496,7 @@ def list_entries(
             params.append(_timestamp_bound(value, name))
     order = "DESC" if newest_first else "ASC"
     sql += f" ORDER BY e.developer_id, e.seq {order} LIMIT ? OFFSET ?"
-    params += [page_size, (page - 1) * page_size]
+    params += [limit, offset]
     return [entry_from_row(r) for r in ledger.query(sql, params)]
 
 
@@ -432,10 +516,36 @@ def _timestamp_bound(value: str, name: str) -> str:
 def get_entry(ledger: Ledger, developer_id: str | None, entry_id: str) -> AuditEntry:
     if not isinstance(entry_id, str) or not entry_id:
         raise errors.InvalidInput("entry id must be a non-empty string")
+    check_text(entry_id, "entry id")
     row = ledger.query_one(f"{_SELECT} WHERE e.id = ?", (entry_id,))
-    if row is None or (developer_id is not None and json.loads(row[1])["developerId"] != developer_id):
+    entry = entry_from_row(row) if row is not None else None
+    if entry is None or (developer_id is not None and entry.developer_id != developer_id):
         raise errors.NotFound(f"audit entry {entry_id} not found")
-    return entry_from_row(row)
+    return entry
+
+
+def first_undecodable(ledger: Ledger, developer_id: str) -> int | None:
+    """The seq of the first entry whose stored preimage is not UTF-8, if there is one.
+
+    Such a row (only ever written behind the ledger's back) stops any query that reads its text
+    with a driver error that names no seq; readers that meet that error ask here which entry it
+    is, so they can report it as the broken entry it is.
+    """
+    cursor = ledger.conn.execute(
+        "SELECT seq, CAST(preimage AS BLOB) FROM audit_entries WHERE developer_id = ? ORDER BY seq",
+        (developer_id,))
+    try:
+        for seq, stored in cursor:
+            try:
+                stored.decode("utf-8")
+            except UnicodeDecodeError:
+                return int(seq)
+        return None
+    finally:
+        cursor.close()
+
+
+NOT_UTF8 = "the stored bytes are not UTF-8 text, which the ledger never writes"
 
 
 def count_entries(ledger: Ledger, developer_id: str | None = None) -> int:

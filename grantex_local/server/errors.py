@@ -9,6 +9,7 @@ nothing with them (the full text goes to the server's log with the request id).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -44,6 +45,19 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+class SafeJSONResponse(JSONResponse):
+    """JSON that always renders: raw UTF-8 as usual, ``\\u``-escaped when a value holds a lone
+    surrogate (an audit entry stored before the text checks existed, or an error message that
+    quotes one). The escaped form is the same JSON value, so nothing is lost."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, indent=None,
+                              separators=(",", ":")).encode("ascii")
+
+
 def request_id_of(scope: Mapping[str, Any]) -> str:
     return str(scope.get(REQUEST_ID_KEY, ""))
 
@@ -54,7 +68,7 @@ def error_body(status: int, code: str, message: str, request_id: str) -> dict[st
 
 def error_response(request: Request, status: int, code: str, message: str,
                    headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(status, code, message, request_id_of(request.scope)),
+    return SafeJSONResponse(error_body(status, code, message, request_id_of(request.scope)),
                         status_code=status, headers=dict(headers or {}))
 
 

@@ -14,13 +14,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..text import check_json, check_text
 from .errors import ApiError
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_only(cls, data: Any) -> Any:
+        """Every string of the body, lookups included, must be text the ledger can hold: JSON
+        lets ``"\\ud800"`` through as a lone surrogate, which SQLite cannot bind and no reader
+        can print. The library's own error (a 400 naming the field, the character and where) is
+        raised from here, before any route code runs."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if isinstance(key, str):
+                    check_text(key, "a field name")
+                    check_json(value, key)
+        return data
 
 
 def refuse_unsupported(body: BaseModel, *names: str) -> None:

@@ -31,7 +31,7 @@ from .. import agents, authorization, errors, grants, info, tokens
 from ..audit import chain as audit_chain
 from ..audit import checkpoints as audit_checkpoints
 from ..audit import trail as audit_trail
-from ..clock import Clock
+from ..clock import Clock, iso, parse_iso
 from ..developers import list_developers
 from ..ledger import Ledger
 from ..models import Agent, AuditEntry, AuthorizationRequest, ConsentDecision, Grant, RevokeResult
@@ -230,6 +230,8 @@ class Overview:
     live_tokens: int
     pending_requests: int
     audit_entries: int
+    as_of: str | None = None
+    """Auditor mode: the instant statuses are judged at (``as of … UTC (export time)``)."""
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,12 @@ class BundleInfo:
 
     name: str
     summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exported_at(self) -> str | None:
+        """When the bundle was written (its signed manifest's ``createdAt``), if it says."""
+        value = self.summary.get("createdAt")
+        return value if isinstance(value, str) else None
 
 
 # ── the data layer ───────────────────────────────────────────────────────────
@@ -268,7 +276,12 @@ class TuiData:
     @classmethod
     def open_bundle(cls, bundle: str | os.PathLike[str], *, clock: Clock | None = None,
                     verifier_key: str | None = None) -> TuiData:
-        """Auditor mode: verify an export bundle, load it into a scratch ledger, open that read-only."""
+        """Auditor mode: verify an export bundle, load it into a scratch ledger, open that read-only.
+
+        Without ``clock`` the ledger's clock stands still at the bundle's export time: a
+        historical export judged by today's clock would show every grant expired, which is not
+        what the auditor is looking at. The status bar says which instant it judges at.
+        """
         from .. import export
 
         to_ledger = getattr(export, "bundle_to_ledger", None)
@@ -279,7 +292,7 @@ class TuiData:
         target = workdir / "bundle.db"
         try:
             summary = to_ledger(bundle, target, verifier_key=verifier_key)
-            ledger = Ledger(target, create=False, clock=clock)
+            ledger = Ledger(target, create=False, clock=clock or _export_time_clock(summary))
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
@@ -338,9 +351,15 @@ class TuiData:
         with self._lock:
             counts = info.summary(self.ledger)["counts"]
             suspended = len(agents.list_agents(self.ledger, None, status="suspended"))
+            now = iso(self.ledger.now())
+        as_of = None
+        if self.bundle is not None:
+            as_of = f"{now[:10]} {now[11:19]} UTC"
+            if now == self.bundle.exported_at:
+                as_of += " (export time)"
         return Overview(self.file_name, counts["agents"], suspended, counts["grants"],
                         counts["activeGrants"], counts["liveTokens"], counts["pendingRequests"],
-                        counts["auditEntries"])
+                        counts["auditEntries"], as_of)
 
     # ── the delegation tree ──────────────────────────────────────────────
 
@@ -485,20 +504,29 @@ class TuiData:
                                 names.get(r.developer_id, r.developer_id)) for r in pending)
 
     def consent_details(self, request_id: str) -> dict[str, Any]:
-        """What the spec requires a consent screen to show (agent, developer, described scopes, expiry)."""
+        """What the spec requires a consent screen to show (agent, developer, described scopes, expiry),
+        and for a waiting request of a writable ledger the approval code that decides it on the
+        consent page (``approvalCode``): the person at the TUI holds the file, so they may see it."""
+        from .. import approval
+
         with self._lock:
-            return authorization.consent_details(self.ledger, request_id)
+            details = authorization.consent_details(self.ledger, request_id)
+            if not self.read_only and details["request"]["status"] == "pending":
+                details["approvalCode"] = approval.approval_code(self.ledger, request_id)
+            return details
 
     def approve(self, request_id: str) -> ConsentDecision:
         """Approve: the decision carries the single-use code (the only place it ever appears)."""
         self._writable("approve a request")
         with self._lock:
-            return authorization.approve(self.ledger, request_id, decided_by="local user (tui)")
+            return authorization.approve(self.ledger, request_id, decided_by=authorization.os_user(),
+                                         channel="tui")
 
     def deny(self, request_id: str) -> ConsentDecision:
         self._writable("deny a request")
         with self._lock:
-            return authorization.deny(self.ledger, request_id, decided_by="local user (tui)")
+            return authorization.deny(self.ledger, request_id, decided_by=authorization.os_user(),
+                                      channel="tui")
 
     # ── the audit trail ──────────────────────────────────────────────────
 
@@ -525,7 +553,7 @@ class TuiData:
                               names.get(e.developer_id, e.developer_id)) for e in found[:limit])
 
     def chain_state(self) -> ChainState:
-        """Verify every chain from the stored bytes (against its latest checkpoint when there is one).
+        """Verify every chain from the stored bytes and against every checkpoint stored for it.
 
         Runs on the watcher connection: a long walk never holds up browsing.
         """
@@ -535,11 +563,8 @@ class TuiData:
             developer_ids = audit_chain.chain_developers(ledger)
             for developer_id in developer_ids:
                 latest = audit_checkpoints.latest(ledger, developer_id)
-                try:
-                    checkpoint = None
-                    if latest is not None and not self.read_only:
-                        checkpoint = audit_checkpoints.verify_against(ledger, developer_id, latest["note"])
-                    report = audit_chain.verify_chain(ledger, developer_id, checkpoint=checkpoint)
+                try:  # against every checkpoint stored for the chain (auditor mode too)
+                    report = audit_chain.verify_chain(ledger, developer_id)
                 except errors.ChainBroken as exc:
                     return ChainState(False, len(developer_ids), entries, uncovered,
                                       names.get(developer_id, developer_id), exc.seq, exc.reason, exc.message)
@@ -562,6 +587,15 @@ class TuiData:
                 if size and (latest is None or latest["size"] < size):
                     written.append(audit_checkpoints.create(self.ledger, developer_id))
         return written
+
+
+def _export_time_clock(summary: dict[str, Any] | None) -> Clock | None:
+    """A clock stopped at the bundle's export time; None (today's clock) if the manifest has none."""
+    try:
+        exported = parse_iso(str((summary or {}).get("createdAt")))
+    except ValueError:
+        return None
+    return lambda: exported
 
 
 def _describe(scope: str) -> str:

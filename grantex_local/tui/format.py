@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 
+from ..text import escape
+
 STATUS_BADGES: dict[str, tuple[str, str]] = {
     "active": ("ACTIVE", "bold green"),
     "revoked": ("REVOKED", "bold red"),
@@ -42,6 +44,14 @@ def badge(status: str) -> Text:
 def status_word(status: str) -> Text:
     label, style = STATUS_BADGES.get(status, (status, ""))
     return Text(label, style=style)
+
+
+def shown(value: str | None, empty: str = "-") -> str:
+    """Stored text as it may be put on screen: a name with a right-to-left override or a
+    zero-width character (stored before the ledger refused them), or an audit action with a
+    lone surrogate, appears escaped (``\\u202e``), so it cannot pass for another name, break a
+    row or stop the terminal from drawing."""
+    return escape(value) if value else empty
 
 
 def short_id(value: str | None, keep: int = CONFIRM_CHARS) -> str:

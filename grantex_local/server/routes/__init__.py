@@ -12,14 +12,17 @@ from typing import Any
 
 from fastapi.responses import JSONResponse, Response
 
+from ..errors import SafeJSONResponse
+
 
 def ok(data: Any, status: int = 200) -> JSONResponse:
-    """A JSON response built directly (the library's dicts need no re-validation)."""
-    return JSONResponse(data, status_code=status)
+    """A JSON response built directly (the library's dicts need no re-validation); it renders
+    whatever text the ledger holds (see :class:`~..errors.SafeJSONResponse`)."""
+    return SafeJSONResponse(data, status_code=status)
 
 
 def created(data: Any) -> JSONResponse:
-    return JSONResponse(data, status_code=201)
+    return SafeJSONResponse(data, status_code=201)
 
 
 def no_content() -> Response:

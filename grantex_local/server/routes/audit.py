@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from ...paging import MAX_PAGE, MAX_PAGE_SIZE
 from ..auth import CallerDep
 from ..schemas import LogAudit
 from . import created, ok
@@ -38,8 +39,8 @@ def list_entries(
     status: str | None = None,
     since: str | None = Query(None, description="ISO-8601, inclusive"),
     until: str | None = Query(None, description="ISO-8601, exclusive"),
-    page: Annotated[int, Query(ge=1)] = 1,
-    pageSize: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    pageSize: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
 ) -> JSONResponse:
     entries = caller.gx().audit.list(agent_id=agentId, grant_id=grantId, principal_id=principalId,
                                      action=action, status=status, since=since, until=until,

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from ... import grants as grants_lib
+from ... import paging
+from ...paging import MAX_PAGE, MAX_PAGE_SIZE
 from ..adapters import revocation_status, verified_claims
 from ..auth import CallerDep
 from ..errors import ApiError
@@ -23,12 +25,13 @@ def list_grants(
     agentId: str | None = None,
     principalId: str | None = None,
     status: str | None = Query(None, description="active, revoked or expired"),
-    page: Annotated[int, Query(ge=1)] = 1,
-    pageSize: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    pageSize: Annotated[int | None, Query(ge=1, le=MAX_PAGE_SIZE)] = None,
 ) -> JSONResponse:
+    limit, offset = paging.window(page, pageSize) if pageSize is not None else (None, 0)
     found = grants_lib.list_grants(
         caller.ledger(), caller.developer_id, agent_id=agentId, principal_id=principalId, status=status,
-        limit=pageSize, offset=(page - 1) * pageSize if pageSize else 0)
+        limit=limit, offset=offset)
     return ok({"grants": [g.to_dict() for g in found]})
 
 

@@ -30,7 +30,7 @@ from ..data import (
     TreeFilter,
     TuiData,
 )
-from ..format import FilterError, describe_filter, parse_filter, plural, short_id
+from ..format import FilterError, describe_filter, parse_filter, plural, short_id, shown
 from ..jobs import db_job
 from ..widgets import AuditView, ConsentInbox, DelegationTree, GrantDetailView, OverviewBar
 from ..widgets.audit import AUDIT_KEYS
@@ -310,7 +310,7 @@ class MainScreen(Screen[None]):
 
     def _pick_token(self, grant: GrantNode, found: tuple[TokenInfo, ...]) -> None:
         if not found:
-            self.notify(f"{grant.agent_name}'s grant {short_id(grant.id)} has no live token.",
+            self.notify(f"{shown(grant.agent_name)}'s grant {short_id(grant.id)} has no live token.",
                         severity="warning")
             return
 
@@ -323,7 +323,8 @@ class MainScreen(Screen[None]):
                               else ".")),
                        group="action")
 
-        self.app.push_screen(RevokeTokenScreen(grant.id, grant.agent_name, found, self.data.now()), decided)
+        self.app.push_screen(RevokeTokenScreen(grant.id, shown(grant.agent_name), found, self.data.now()),
+                             decided)
 
     def action_suspend_agent(self) -> None:
         self._agent_action(suspend=True)
@@ -340,20 +341,21 @@ class MainScreen(Screen[None]):
 
     def _confirm_agent(self, impact: AgentImpact, *, suspend: bool) -> None:
         agent = impact.agent
+        name = shown(agent.name)
         if suspend and agent.status != "active":
-            self.notify(f"{agent.name} is {agent.status}; u reactivates it.", severity="warning")
+            self.notify(f"{name} is {agent.status}; u reactivates it.", severity="warning")
             return
         if not suspend and agent.status != "suspended":
-            self.notify(f"{agent.name} is {agent.status}, not suspended.", severity="warning")
+            self.notify(f"{name} is {agent.status}, not suspended.", severity="warning")
             return
         grants = plural(impact.active_grants, "active grant")
         if suspend:
             body = Text.assemble(
-                "Every token ", (agent.name, "bold"), f" holds ({grants}), and every token delegated from "
+                "Every token ", (name, "bold"), f" holds ({grants}), and every token delegated from "
                 "its grants, fails online verification until you reactivate it. Nothing is revoked.")
         else:
             body = Text.assemble(
-                "Tokens of ", (agent.name, "bold"), f"'s {grants} verify again (those not revoked or "
+                "Tokens of ", (name, "bold"), f"'s {grants} verify again (those not revoked or "
                 "expired), and it can be granted access again.")
         verb = "Suspend" if suspend else "Reactivate"
 
@@ -362,9 +364,9 @@ class MainScreen(Screen[None]):
                 return
             call = self.data.suspend_agent if suspend else self.data.reactivate_agent
             db_job(self, lambda: call(agent.id),
-                   lambda a: self._wrote(f"{a.name} is now {a.status}."), group="action")
+                   lambda a: self._wrote(f"{shown(a.name)} is now {a.status}."), group="action")
 
-        self.app.push_screen(ConfirmScreen(f"{verb} agent {agent.name} ({agent.id})?", body,
+        self.app.push_screen(ConfirmScreen(f"{verb} agent {name} ({agent.id})?", body,
                                            f"{verb} agent", danger=suspend), decided)
 
     # ── consent ──────────────────────────────────────────────────────────
@@ -374,7 +376,7 @@ class MainScreen(Screen[None]):
         if row is None or details is None or details["request"]["authRequestId"] != row.request.request_id:
             self.notify("No pending request is selected.", severity="warning")
             return None
-        return row.request.request_id, row.agent_name, details
+        return row.request.request_id, shown(row.agent_name), details
 
     def action_approve(self) -> None:
         chosen = self._selected_request()

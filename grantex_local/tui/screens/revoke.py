@@ -23,6 +23,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from ..data import BLAST_TREE_LIMIT, BlastRadius
 from ..format import CONFIRM_CHARS, badge, plural, short_id
+from ..format import shown as shown_text
 
 
 def blast_tree(radius: BlastRadius, limit: int = BLAST_TREE_LIMIT) -> RichTree:
@@ -57,9 +58,9 @@ def blast_tree(radius: BlastRadius, limit: int = BLAST_TREE_LIMIT) -> RichTree:
 
 def consequences(radius: BlastRadius) -> Text:
     text = Text()
-    text.append(radius.agent_name, style="bold")
+    text.append(shown_text(radius.agent_name), style="bold")
     text.append(" acting for ")
-    text.append(radius.principal_id, style="bold")
+    text.append(shown_text(radius.principal_id), style="bold")
     text.append(".\nRevoking it also revokes ")
     text.append(plural(radius.descendants, "delegated grant"), style="bold red")
     text.append(", and ")
@@ -67,7 +68,7 @@ def consequences(radius: BlastRadius) -> Text:
     text.append(" stop verifying at once. This cannot be undone.")
     if radius.agents:
         text.append("\nAgents that lose access: ")
-        text.append(", ".join(radius.agents), style="bold")
+        text.append(", ".join(map(shown_text, radius.agents)), style="bold")
     return text
 
 

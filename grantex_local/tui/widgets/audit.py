@@ -18,7 +18,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from ..data import AUDIT_PAGE, AuditFilter, AuditRow, BundleInfo, ChainState, TuiData
-from ..format import plural, short_id, status_word
+from ..format import plural, short_id, shown, status_word
 from ..jobs import db_job
 from .filter_input import FilterInput
 from .tree import MOVE
@@ -77,7 +77,7 @@ def chain_text(state: ChainState | None, bundle: BundleInfo | None, read_only: b
             text.append("every entry is covered by a checkpoint")
         return text
     text.append(" ✗ CHAIN BROKEN ", style="bold reverse red")
-    where = f" in {state.broken_chain}" if state.broken_chain else ""
+    where = f" in {shown(state.broken_chain)}" if state.broken_chain else ""
     seq = f" at seq {state.broken_seq}" if state.broken_seq is not None else ""
     text.append(f"{where}{seq}: {state.reason}", style="bold red")
     if state.message:
@@ -138,9 +138,9 @@ class AuditView(Vertical):
         for r in rows:
             e = r.entry
             flags = Text(" ".join(f"⚠ {f.replace('_', ' ')}" for f in e.flags), style="bold yellow")
-            table.add_row(Text(str(e.seq), style="dim"), e.timestamp, e.action, status_word(e.status),
-                          r.agent_name or "-", short_id(e.grant_id), e.principal_id or "-", flags,
-                          r.chain_name, key=e.entry_id)
+            table.add_row(Text(str(e.seq), style="dim"), shown(e.timestamp), shown(e.action),
+                          status_word(shown(e.status)), shown(r.agent_name), shown(short_id(e.grant_id)),
+                          shown(e.principal_id), flags, shown(r.chain_name), key=e.entry_id)
         described = "" if self.filter == AuditFilter() else " (filtered)"
         table.border_title = f"Audit trail, newest first{described}: {plural(len(rows), 'entry', 'entries')}"
         if rows:

@@ -15,7 +15,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from ..data import GrantDetail, PrincipalNode
-from ..format import badge, plural, relative, short_id, status_word, when
+from ..format import badge, plural, relative, short_id, shown, status_word, when
 
 
 def _fields(rows: list[tuple[str, RenderableType]]) -> Table:
@@ -33,25 +33,25 @@ def _heading(text: str) -> Text:
 
 def render_grant(d: GrantDetail) -> RenderableType:
     g, now = d.grant, d.now
-    title = Text(d.agent.name, style="bold")
+    title = Text(shown(d.agent.name), style="bold")
     title.append("  ")
     title.append_text(badge(d.status))
-    agent = Text(d.agent.name, style="bold")
+    agent = Text(shown(d.agent.name), style="bold")
     agent.append(f"  {d.agent.did}")
     if d.agent.status != "active":
         agent.append(f"  ({d.agent.status})", style="bold magenta")
     parts: list[RenderableType] = [title, _fields([
         ("Grant", g.id),
         ("Agent", agent),
-        ("Principal", g.principal_id),
-        ("Developer", d.developer_name),
+        ("Principal", shown(g.principal_id)),
+        ("Developer", shown(d.developer_name)),
         ("Depth", f"{g.delegation_depth}" + (" (root grant)" if g.parent_grant_id is None else "")),
         ("Issued", when(g.issued_at, now)),
         ("Expires", when(g.expires_at, now)),
         ("Revoked", when(g.revoked_at, now) if g.revoked_at else "-"),
     ])]
     if g.audience:
-        parts.append(_fields([("Audience", g.audience)]))
+        parts.append(_fields([("Audience", shown(g.audience))]))
 
     parts.append(_heading(f"Scopes ({len(d.scopes)})"))
     scopes = Table.grid(padding=(0, 2))
@@ -67,7 +67,7 @@ def render_grant(d: GrantDetail) -> RenderableType:
     else:
         for link in d.chain:
             line = Text(f"↑ depth {link.depth} ", style="dim")
-            line.append(link.agent_name, style="bold")
+            line.append(shown(link.agent_name), style="bold")
             line.append(" ")
             line.append_text(badge(link.status))
             line.append(f" {link.grant_id}", style="dim")
@@ -84,8 +84,8 @@ def render_grant(d: GrantDetail) -> RenderableType:
                         style="yellow" if t.delegated_grants else "dim")
             parts.append(line)
 
-    shown = f"the newest {len(d.audit)}; 3 then f grant=… lists all" if d.more_audit else str(len(d.audit))
-    parts.append(_heading(f"Audit entries, newest first ({shown})"))
+    listed = f"the newest {len(d.audit)}; 3 then f grant=… lists all" if d.more_audit else str(len(d.audit))
+    parts.append(_heading(f"Audit entries, newest first ({listed})"))
     if not d.audit:
         parts.append(Text("none", style="dim"))
     else:
@@ -93,7 +93,7 @@ def render_grant(d: GrantDetail) -> RenderableType:
             line = Text(f"#{e.seq} ", style="dim")
             line.append(f"{e.timestamp} ")
             line.append_text(status_word(e.status))
-            line.append(f" {e.action}")
+            line.append(f" {shown(e.action)}")
             for flag in e.flags:
                 line.append(f" ⚠ {flag.replace('_', ' ')}", style="bold yellow")
             parts.append(line)
@@ -108,8 +108,8 @@ def render_principal(p: PrincipalNode, *, filtered: bool = False) -> RenderableT
         ("Grants", f"{p.grants:,} in all, {p.active:,} active"),
     ]
     return Group(
-        Text(p.principal_id, style="bold"),
-        _fields([("Developer", p.developer_name), *counts]),
+        Text(shown(p.principal_id), style="bold"),
+        _fields([("Developer", shown(p.developer_name)), *counts]),
         Text("\nOpen the node (enter, space or l) to see the grants; select one for its detail.",
              style="dim"),
     )

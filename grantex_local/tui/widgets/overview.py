@@ -21,6 +21,9 @@ def overview_text(o: Overview | None, chain: ChainState | None, *, read_only: bo
     if o is None:
         text.append("reading the ledger…", style="italic")
         return text
+    if o.as_of is not None:  # auditor mode: active/expired are judged at this instant, not today
+        text.append(f"as of {o.as_of}", style="bold yellow")
+        text.append(" · ")
     text.append(plural(o.agents, "agent"))
     if o.suspended_agents:
         text.append(f" ({o.suspended_agents:,} suspended)", style="magenta")

@@ -22,7 +22,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode, UnknownNodeID
 
 from ..data import GRANT_PAGE, PRINCIPAL_PAGE, GrantNode, Page, PrincipalNode, TreeFilter, TuiData
-from ..format import badge, plural, short_id
+from ..format import badge, plural, short_id, shown
 from ..jobs import db_job
 
 MOVE = Binding.Group("Move")
@@ -48,9 +48,9 @@ def principal_key(p: PrincipalNode) -> str:
 
 
 def principal_label(p: PrincipalNode, flt: TreeFilter) -> Text:
-    text = Text(p.principal_id, style="bold")
+    text = Text(shown(p.principal_id), style="bold")
     if p.several_developers:
-        text.append(f" ({p.developer_name})", style="italic")
+        text.append(f" ({shown(p.developer_name)})", style="italic")
     if flt.narrows_grants:
         text.append(f"  {plural(p.grants, 'matching grant')}", style="dim")
     else:
@@ -64,7 +64,8 @@ def grant_label(g: GrantNode) -> Text:
     dim = g.status in ("revoked", "expired")
     text = badge(g.status)
     text.append(" ")
-    text.append(g.agent_name, style="strike dim" if g.status == "revoked" else ("dim" if dim else "bold"))
+    text.append(shown(g.agent_name),
+                style="strike dim" if g.status == "revoked" else ("dim" if dim else "bold"))
     text.append(f" · {plural(len(g.scopes), 'scope')} · depth {g.depth} · {short_id(g.id)}", style="dim")
     return text
 
