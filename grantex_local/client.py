@@ -256,7 +256,9 @@ class AuditClient:
         return _audit_log.get_entry(self._gx.ledger, self._gx.developer_id, entry_id)
 
     def verify(self, *, checkpoint: str | None = None, public_key: str | None = None) -> ChainReport:
-        """Walk the chain (raises ChainBroken); with a checkpoint note, also check against it."""
+        """Walk the chain against every checkpoint stored in the file (raises ChainBroken); with a
+        checkpoint note kept outside the file, also against it: only that one survives a rewrite
+        of the whole file."""
         parsed = None
         if checkpoint is not None:
             parsed = _checkpoints.verify_against(self._gx.ledger, self._gx.developer_id, checkpoint,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from . import agents, errors, tokens
 from .audit.trail import record
+from .authorization import check_declared_scopes
 from .clock import iso, parse_expires_in, parse_iso
 from .ids import new_id
 from .models import ExchangeTokenResponse
@@ -51,6 +52,7 @@ def delegate(
         if missing:
             raise errors.ScopeNotCovered(
                 f"scopes not covered by the parent grant: {', '.join(missing)}", missing)
+        check_declared_scopes(sub_agent, requested, "sub-agent")
         depth = parent["delegation_depth"] + 1
         limit = ledger.max_delegation_depth
         if depth > limit:

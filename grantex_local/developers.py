@@ -17,6 +17,7 @@ from . import errors
 from .audit.trail import record
 from .clock import iso
 from .ids import new_id, new_secret
+from .text import check_name
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -56,7 +57,9 @@ def _from_row(row: sqlite3.Row) -> Developer:
 
 
 def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    # surrogatepass: a presented secret with a lone surrogate hashes (to nothing we issued)
+    # rather than raising, so a lookup answers "unknown" instead of crashing.
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def insert_default_developer(conn: sqlite3.Connection, now: str) -> str:
@@ -89,6 +92,7 @@ def list_developers(ledger: Ledger) -> list[Developer]:
 def create_developer(ledger: Ledger, name: str, *, sandbox: bool = False) -> Developer:
     if not isinstance(name, str) or not name.strip():
         raise errors.InvalidInput("developer name must not be empty")
+    check_name(name, "developer name")
     dev_id = new_id("developer")
     now = iso(ledger.now())
     with ledger.write() as conn:
@@ -112,6 +116,9 @@ def set_sandbox(ledger: Ledger, developer_id: str, sandbox: bool) -> Developer:
 
 def create_api_key(ledger: Ledger, developer_id: str, name: str = "") -> ApiKey:
     """A new API key; the returned object is the only place the secret ever appears."""
+    if not isinstance(name, str):
+        raise errors.InvalidInput("API key name must be a string")
+    check_name(name, "API key name")
     get_developer(ledger, developer_id)
     secret = new_secret(API_KEY_PREFIX)
     key_id = new_id("api_key")
@@ -137,3 +144,78 @@ def developer_for_api_key(ledger: Ledger, secret: str) -> Developer:
     if row is None:
         raise errors.NotFound("unknown or revoked API key")
     return _from_row(row)
+
+
+# ── listing and revoking keys ────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """What may be shown about an existing key: its id, prefix and dates, never the secret or its hash."""
+
+    id: str
+    developer_id: str
+    name: str
+    prefix: str
+    created_at: str
+    revoked_at: str | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.id, "developerId": self.developer_id, "name": self.name, "prefix": self.prefix,
+                "createdAt": self.created_at, "revokedAt": self.revoked_at, "revoked": self.revoked}
+
+
+_KEY_COLUMNS = "id, developer_id, name, prefix, created_at, revoked_at"
+
+
+def _key_from_row(row: sqlite3.Row) -> ApiKeyInfo:
+    return ApiKeyInfo(row["id"], row["developer_id"], row["name"] or "", row["prefix"], row["created_at"],
+                      row["revoked_at"])
+
+
+def list_api_keys(ledger: Ledger, developer_id: str | None = None) -> list[ApiKeyInfo]:
+    """Keys of one developer (None: of every developer), revoked ones included, oldest first.
+
+    Revoked keys stay listed: someone checking which key leaked needs to see it is dead.
+    """
+    if developer_id is None:
+        rows = ledger.query(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id")
+    else:
+        get_developer(ledger, developer_id)  # an unknown developer is NotFound, not an empty list
+        rows = ledger.query(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE developer_id = ? "
+                            "ORDER BY created_at, id", (developer_id,))
+    return [_key_from_row(r) for r in rows]
+
+
+def get_api_key(ledger: Ledger, key_id: str) -> ApiKeyInfo:
+    if not isinstance(key_id, str) or not key_id:
+        raise errors.InvalidInput("API key id must be a non-empty string")
+    row = ledger.query_one(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,))
+    if row is None:
+        raise errors.NotFound(f"API key {key_id} not found")
+    return _key_from_row(row)
+
+
+def revoke_api_key(ledger: Ledger, key_id: str) -> ApiKeyInfo:
+    """Revoke a key for good: the very next request made with it is refused (401).
+
+    The server looks every request's key up in the file, so no restart or cache flush is
+    needed, whichever process revokes. Revoking twice is an error rather than a silent no-op,
+    so a typo'd or stale id never looks like it worked.
+    """
+    get_api_key(ledger, key_id)  # type and existence checks before the write lock
+    with ledger.write() as conn:
+        row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        if row is None:
+            raise errors.NotFound(f"API key {key_id} not found")
+        if row["revoked_at"] is not None:
+            raise errors.InvalidState(f"API key {key_id} was already revoked at {row['revoked_at']}")
+        now = iso(ledger.now())
+        conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (now, key_id))
+        record(ledger, conn, row["developer_id"], "grantex.api_key.revoked",
+               metadata={"keyId": key_id, "name": row["name"] or ""})
+    return get_api_key(ledger, key_id)

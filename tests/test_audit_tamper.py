@@ -358,6 +358,7 @@ def test_a_deleted_tail_is_caught_by_an_external_checkpoint(
     kept = tmp_path / "checkpoint.txt"
     kept.write_text(take_checkpoint(ledger))
     tamper(ledger, "DELETE FROM audit_entries WHERE seq > ?", (n - deleted,))
+    tamper(ledger, "DELETE FROM audit_checkpoints")  # the stored checkpoint would tell: gone too
     assert verify(ledger).entries == n - deleted  # the chain walk alone cannot tell
     assert broken(ledger, kept.read_text()) == (n - deleted + 1, "tail_deleted")
 
@@ -368,6 +369,7 @@ def test_a_tail_deleted_after_more_appends_is_caught_by_an_older_checkpoint(
     kept = take_checkpoint(ledger)
     log_more(ledger, 6)
     tamper(ledger, "DELETE FROM audit_entries WHERE seq > ?", (n - 3,))
+    tamper(ledger, "DELETE FROM audit_checkpoints")  # the stored checkpoint would tell: gone too
     assert verify(ledger).entries == n - 3
     assert broken(ledger, kept) == (n - 2, "tail_deleted")
 
@@ -383,6 +385,7 @@ def test_a_chain_rewritten_and_rehashed_is_caught_by_an_external_checkpoint(
     kept = take_checkpoint(ledger)
     reforge(ledger, template.position(start), None, _rewrite_metadata)
     rebuild_merkle(ledger)  # a thorough attacker fixes the stored tree too
+    tamper(ledger, "DELETE FROM audit_checkpoints")  # the stored checkpoint would tell: gone too
     assert verify(ledger).entries == n  # internally consistent
     assert broken(ledger, kept) == (n, "rewritten")
 
@@ -393,6 +396,7 @@ def test_a_rewrite_is_reported_at_the_checkpoints_size_when_the_log_has_grown_si
     kept = take_checkpoint(ledger)
     log_more(ledger, 9)
     reforge(ledger, 1, None, _rewrite_metadata)
+    tamper(ledger, "DELETE FROM audit_checkpoints")  # the stored checkpoint would tell: gone too
     assert verify(ledger).entries == n + 9
     assert broken(ledger, kept) == (n, "rewritten")
 

@@ -67,7 +67,7 @@ def test_bulk_append_is_all_or_nothing(gx: Grantex) -> None:
 
 def test_lifecycle_events_are_chained(gx: Grantex) -> None:
     root = grant_for(gx, ["calendar:read"])
-    sub = gx.agents.register(name="sub", scopes=[])
+    sub = gx.agents.register(name="sub", scopes=["calendar:read"])
     child = gx.grants.delegate(parent_grant_token=root.grant_token, sub_agent_id=sub.id,
                                scopes=["calendar:read"])
     gx.tokens.refresh(refresh_token=child.refresh_token, agent_id=sub.id)
@@ -89,7 +89,7 @@ def test_revoking_a_tree_writes_one_entry_per_grant_in_the_same_transaction(
     current = root
     subs = []
     for i in range(3):
-        sub = gx.agents.register(name=f"s{i}", scopes=[])
+        sub = gx.agents.register(name=f"s{i}", scopes=["calendar:read"])
         subs.append(sub)
         current = gx.grants.delegate(parent_grant_token=current.grant_token, sub_agent_id=sub.id,
                                      scopes=["calendar:read"])

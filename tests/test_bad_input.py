@@ -24,12 +24,13 @@ from grantex_local import (
 @pytest.fixture
 def world(gx: Grantex) -> dict[str, object]:
     root = grant_for(gx, ["calendar:read", "payments:initiate:max_100"])
-    subs = [gx.agents.register(name=f"sub{i}", scopes=[]) for i in range(4)]
+    subs = [gx.agents.register(name=f"sub{i}", scopes=["calendar:read", "payments:initiate"])
+            for i in range(4)]
     chain = [root]
     for sub in subs[:3]:
         chain.append(gx.grants.delegate(parent_grant_token=chain[-1].grant_token, sub_agent_id=sub.id,
                                         scopes=["calendar:read"]))
-    suspended = gx.agents.register(name="sleepy", scopes=[])
+    suspended = gx.agents.register(name="sleepy", scopes=["calendar:read"])
     gx.agents.suspend(suspended.id)
     return {"root": root, "deepest": chain[-1], "free": subs[3], "suspended": suspended,
             "agent": gx.grants.get(root.grant_id).agent_id}

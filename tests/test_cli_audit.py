@@ -189,6 +189,34 @@ def test_audit_log_refuses_another_agents_grant(trail: Trail) -> None:
           "--action", "x.read")
 
 
+def test_audit_log_shows_the_flag_audit_list_shows_for_the_same_entry(trail: Trail) -> None:
+    ok("--ledger", trail.path, "grants", "revoke", trail.grant, "--yes")
+    args = ("--ledger", trail.path, "audit", "log", "--agent", trail.agent, "--grant", trail.grant,
+            "--action", "calendar.read")
+    logged = ok_json(*args)
+    listed = ok_json("--ledger", trail.path, "audit", "list", "--grant", trail.grant)["entries"]
+    assert logged["flags"] == ["after_revocation"] and listed[-1] == logged
+    text = ok(*args).stdout
+    assert "flags      ! after_revocation" in text and "already revoked" in text
+    table = ok("--ledger", trail.path, "audit", "list", "--grant", trail.grant).stdout.splitlines()
+    assert sum(line.endswith("! after_revocation") for line in table) == 2  # the two logged above
+
+
+def test_an_append_reports_the_flags_a_read_of_it_gives(tmp_path: Path) -> None:
+    """Library level, both flags: under a live grant none, after its expiry after_expiry."""
+    from helpers import MovableClock
+
+    clock = MovableClock()
+    with Grantex(Ledger(tmp_path / "l.db", clock=clock)) as gx:
+        token = grant_for(gx, ["calendar:read"], expires_in="1h")
+        who = {"agent_id": gx.grants.get(token.grant_id).agent_id, "grant_id": token.grant_id}
+        assert gx.audit.log(**who, action="calendar.read").flags == ()
+        clock.advance(3601)
+        late = gx.audit.log_many([{**who, "action": "calendar.read"}] * 2)
+        assert [e.flags for e in late] == [("after_expiry",)] * 2
+        assert [gx.audit.get(e.entry_id).flags for e in late] == [e.flags for e in late]
+
+
 # ── verify ───────────────────────────────────────────────────────────────────
 
 
@@ -255,12 +283,15 @@ def test_checkpoint_kept_outside_catches_a_deleted_tail(trail: Trail, tmp_path: 
            (trail.developer, keep), triggers=("audit_entries_no_delete",))
     tamper(trail.path, "DELETE FROM audit_merkle WHERE developer_id = ? AND (idx + 1) * (1 << level) > ?",
            (trail.developer, keep), triggers=("audit_merkle_no_delete",))
-    ok("--ledger", trail.path, "audit", "verify")  # the chain that is left links up perfectly...
+    # The checkpoint stored in the file sees it: plain verify fails, and a new checkpoint is refused.
+    assert f"seq {keep + 1} (tail_deleted)" in fails(1, "--ledger", trail.path, "audit", "verify").stderr
+    assert "tail_deleted" in fails(1, "--ledger", trail.path, "audit", "checkpoint").stderr
+    # Drop the stored checkpoints as well: the chain that is left links up perfectly...
+    tamper(trail.path, "DELETE FROM audit_checkpoints", triggers=("audit_checkpoints_no_delete",))
+    ok("--ledger", trail.path, "audit", "verify")
     result = fails(1, "--ledger", trail.path, "audit", "verify", "--against", kept)  # ...but not to this
     assert f"seq {keep + 1} (tail_deleted)" in result.stderr
     fails(1, "--ledger", trail.path, "audit", "verify", "--against", kept, "--key", key)
-    # The stored checkpoint catches it too: a new one is refused.
-    assert "tail_deleted" in fails(1, "--ledger", trail.path, "audit", "checkpoint").stderr
 
 
 def test_a_forged_checkpoint_file_fails(trail: Trail, tmp_path: Path) -> None:
@@ -309,7 +340,10 @@ def test_a_rewritten_chain_fails_against_the_kept_checkpoint(trail: Trail, tmp_p
                      (new, previous, trail.developer, seq))
     conn.commit()
     conn.close()
-    ok("--ledger", trail.path, "audit", "verify")
+    stored = fails(1, "--ledger", trail.path, "audit", "verify").stderr  # the stored checkpoint sees it...
+    assert "(rewritten)" in stored and "stored checkpoint ckpt_" in stored
+    tamper(trail.path, "DELETE FROM audit_checkpoints", triggers=("audit_checkpoints_no_delete",))
+    ok("--ledger", trail.path, "audit", "verify")  # ...until it is dropped too; the kept one still does
     assert "(rewritten)" in fails(1, "--ledger", trail.path, "audit", "verify", "--against", kept).stderr
 
 

@@ -32,7 +32,7 @@ WORKER = textwrap.dedent("""
 def test_two_processes_exchanging_the_same_codes(tmp_path: Path) -> None:
     path = tmp_path / "race.db"
     with Grantex(path) as gx:
-        agent = gx.agents.register(name="racer", scopes=[])
+        agent = gx.agents.register(name="racer", scopes=["calendar:read"])
         codes = [gx.authorize(agent_id=agent.id, user_id=f"user_{i}", scopes=["calendar:read"]).code
                  for i in range(25)]
     codes_file = tmp_path / "codes.json"

@@ -20,7 +20,8 @@ from grantex_local.clock import parse_iso
 def _tree(gx: Grantex) -> dict[str, object]:
     """root (alice) → child → grandchild → great-grandchild: three levels of delegation."""
     root = grant_for(gx, ["payments:initiate:max_500", "calendar:read", "email:send"])
-    agents = [gx.agents.register(name=f"sub-{i}", scopes=[]) for i in range(3)]
+    agents = [gx.agents.register(name=f"sub-{i}", scopes=["payments:initiate", "calendar:read"])
+              for i in range(3)]
     child = gx.grants.delegate(parent_grant_token=root.grant_token, sub_agent_id=agents[0].id,
                                scopes=["payments:initiate:max_200", "calendar:read"])
     grandchild = gx.grants.delegate(parent_grant_token=child.grant_token, sub_agent_id=agents[1].id,
@@ -61,7 +62,7 @@ def test_scopes_not_covered_are_named_and_nothing_is_written(
     gx: Grantex, parent_scopes: list[str], child_scopes: list[str], missing: list[str]
 ) -> None:
     root = grant_for(gx, parent_scopes)
-    sub = gx.agents.register(name="sub", scopes=[])
+    sub = gx.agents.register(name="sub", scopes=child_scopes)  # refused for the parent's sake alone
     before = len(gx.grants.list().grants)
     with pytest.raises(ScopeNotCovered) as err:
         gx.grants.delegate(parent_grant_token=root.grant_token, sub_agent_id=sub.id, scopes=child_scopes)
@@ -82,14 +83,14 @@ def test_scopes_not_covered_are_named_and_nothing_is_written(
 )
 def test_covered_scopes_delegate(gx: Grantex, parent_scopes: list[str], child_scopes: list[str]) -> None:
     root = grant_for(gx, parent_scopes)
-    sub = gx.agents.register(name="sub", scopes=[])
+    sub = gx.agents.register(name="sub", scopes=child_scopes)
     child = gx.grants.delegate(parent_grant_token=root.grant_token, sub_agent_id=sub.id, scopes=child_scopes)
     assert child.scopes == tuple(child_scopes)
 
 
 def test_depth_limit_default_three(gx: Grantex) -> None:
     t = _tree(gx)
-    extra = gx.agents.register(name="too-deep", scopes=[])
+    extra = gx.agents.register(name="too-deep", scopes=["payments:initiate"])
     with pytest.raises(DelegationDepthExceeded):
         gx.grants.delegate(parent_grant_token=t["great"].grant_token, sub_agent_id=extra.id,
                            scopes=["payments:initiate:max_10"])
@@ -101,7 +102,7 @@ def test_depth_limit_is_a_ledger_setting_capped_at_ten(gx: Grantex) -> None:
         gx.ledger.set_setting("max_delegation_depth", "11")
     gx.ledger.set_setting("max_delegation_depth", "1")
     root = grant_for(gx, ["calendar:read"])
-    a, b = (gx.agents.register(name=n, scopes=[]) for n in ("a", "b"))
+    a, b = (gx.agents.register(name=n, scopes=["calendar:read"]) for n in ("a", "b"))
     scopes = ["calendar:read"]
     child = gx.grants.delegate(parent_grant_token=root.grant_token, sub_agent_id=a.id, scopes=scopes)
     with pytest.raises(DelegationDepthExceeded):
@@ -109,11 +110,11 @@ def test_depth_limit_is_a_ledger_setting_capped_at_ten(gx: Grantex) -> None:
     gx.ledger.set_setting("max_delegation_depth", "10")
     current = child
     for i in range(9):
-        nxt = gx.agents.register(name=f"deep-{i}", scopes=[])
+        nxt = gx.agents.register(name=f"deep-{i}", scopes=["calendar:read"])
         current = gx.grants.delegate(parent_grant_token=current.grant_token, sub_agent_id=nxt.id,
                                      scopes=["calendar:read"])
     assert gx.grants.get(current.grant_id).delegation_depth == 10
-    last = gx.agents.register(name="eleven", scopes=[])
+    last = gx.agents.register(name="eleven", scopes=["calendar:read"])
     with pytest.raises(DelegationDepthExceeded):
         gx.grants.delegate(parent_grant_token=current.grant_token, sub_agent_id=last.id,
                            scopes=["calendar:read"])
@@ -121,7 +122,7 @@ def test_depth_limit_is_a_ledger_setting_capped_at_ten(gx: Grantex) -> None:
 
 def test_expiry_is_min_of_parent_and_now_plus_expires_in(gx: Grantex, clock: MovableClock) -> None:
     root = grant_for(gx, ["calendar:read"], expires_in="2h")
-    sub = gx.agents.register(name="sub", scopes=[])
+    sub = gx.agents.register(name="sub", scopes=["calendar:read"])
     root_exp = parse_iso(root.expires_at)
     short = gx.grants.delegate(parent_grant_token=root.grant_token, sub_agent_id=sub.id,
                                scopes=["calendar:read"], expires_in="30m")
@@ -138,7 +139,7 @@ def test_expiry_is_min_of_parent_and_now_plus_expires_in(gx: Grantex, clock: Mov
 @pytest.mark.parametrize("bad", ["", "10", "1w", "0h", "-1h", "1.5h", "25h", " 1h", 5])
 def test_malformed_or_too_long_expires_in(gx: Grantex, bad: object) -> None:
     root = grant_for(gx, ["calendar:read"])
-    sub = gx.agents.register(name="sub", scopes=[])
+    sub = gx.agents.register(name="sub", scopes=["calendar:read"])
     with pytest.raises(InvalidExpiresIn):
         gx.grants.delegate(parent_grant_token=root.grant_token, sub_agent_id=sub.id,
                            scopes=["calendar:read"], expires_in=bad)  # type: ignore[arg-type]
@@ -173,7 +174,7 @@ def test_revoking_a_middle_grant_leaves_ancestors(gx: Grantex) -> None:
 def test_revoked_parent_cannot_delegate(gx: Grantex) -> None:
     t = _tree(gx)
     gx.grants.revoke(t["root"].grant_id)
-    sub = gx.agents.register(name="late", scopes=[])
+    sub = gx.agents.register(name="late", scopes=["calendar:read"])
     with pytest.raises(InvalidInput, match="grant_revoked"):
         gx.grants.delegate(parent_grant_token=t["child"].grant_token, sub_agent_id=sub.id,
                            scopes=["calendar:read"])
@@ -215,7 +216,7 @@ def test_suspended_agent_invalidates_its_subtree_until_reactivated(gx: Grantex) 
 
 def test_expired_parent_expires_children(gx: Grantex, clock: MovableClock) -> None:
     root = grant_for(gx, ["calendar:read"], expires_in="1h")
-    sub = gx.agents.register(name="sub", scopes=[])
+    sub = gx.agents.register(name="sub", scopes=["calendar:read"])
     child = gx.grants.delegate(parent_grant_token=root.grant_token, sub_agent_id=sub.id,
                                scopes=["calendar:read"], expires_in="1h")
     clock.advance(3601)

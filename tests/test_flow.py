@@ -55,9 +55,12 @@ def test_human_approval_yields_single_use_code(human: Grantex) -> None:
     with pytest.raises(InvalidState):
         human.consent.approve(auth.request_id)
 
+FLOW_SCOPES = ["calendar:read", "email:send", "payments:initiate"]
+"""What the agents here declare: an agent is authorized only for scopes it declared."""
+
 
 def test_denial_yields_no_code(human: Grantex) -> None:
-    agent = human.agents.register(name="a", scopes=[])
+    agent = human.agents.register(name="a", scopes=FLOW_SCOPES)
     auth = human.authorize(agent_id=agent.id, user_id="user_bob", scopes=["calendar:read"], state="xyz")
     decision = human.consent.deny(auth.request_id)
     assert decision.code is None and decision.status == "denied" and decision.state == "xyz"
@@ -67,7 +70,7 @@ def test_denial_yields_no_code(human: Grantex) -> None:
 
 
 def test_request_expires_after_ten_minutes(human: Grantex, clock: MovableClock) -> None:
-    agent = human.agents.register(name="a", scopes=[])
+    agent = human.agents.register(name="a", scopes=FLOW_SCOPES)
     auth = human.authorize(agent_id=agent.id, user_id="u", scopes=["calendar:read"], expires_in="24h")
     clock.advance(601)
     assert human.consent.get(auth.request_id).status == "expired"
@@ -77,7 +80,7 @@ def test_request_expires_after_ten_minutes(human: Grantex, clock: MovableClock) 
 
 
 def test_code_expires_after_ten_minutes(gx: Grantex, clock: MovableClock) -> None:
-    agent = gx.agents.register(name="a", scopes=[])
+    agent = gx.agents.register(name="a", scopes=FLOW_SCOPES)
     auth = gx.authorize(agent_id=agent.id, user_id="u", scopes=["calendar:read"])
     clock.advance(601)
     with pytest.raises(InvalidCode, match="expired"):
@@ -85,7 +88,7 @@ def test_code_expires_after_ten_minutes(gx: Grantex, clock: MovableClock) -> Non
 
 
 def test_grant_lifetime_starts_at_exchange(gx: Grantex, clock: MovableClock) -> None:
-    agent = gx.agents.register(name="a", scopes=[])
+    agent = gx.agents.register(name="a", scopes=FLOW_SCOPES)
     auth = gx.authorize(agent_id=agent.id, user_id="u", scopes=["calendar:read"], expires_in="2h")
     clock.advance(300)
     token = gx.tokens.exchange(code=auth.code, agent_id=agent.id)
@@ -96,8 +99,8 @@ def test_grant_lifetime_starts_at_exchange(gx: Grantex, clock: MovableClock) -> 
 
 
 def test_code_bound_to_agent(gx: Grantex) -> None:
-    agent = gx.agents.register(name="a", scopes=[])
-    other = gx.agents.register(name="b", scopes=[])
+    agent = gx.agents.register(name="a", scopes=FLOW_SCOPES)
+    other = gx.agents.register(name="b", scopes=FLOW_SCOPES)
     auth = gx.authorize(agent_id=agent.id, user_id="u", scopes=["calendar:read"])
     with pytest.raises(InvalidCode, match="different agent"):
         gx.tokens.exchange(code=auth.code, agent_id=other.id)
@@ -108,7 +111,7 @@ def test_code_bound_to_agent(gx: Grantex) -> None:
 def test_pkce(gx: Grantex) -> None:
     verifier = "v" * 64
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    agent = gx.agents.register(name="a", scopes=[])
+    agent = gx.agents.register(name="a", scopes=FLOW_SCOPES)
     auth = gx.authorize(agent_id=agent.id, user_id="u", scopes=["calendar:read"],
                         code_challenge=challenge, code_challenge_method="S256")
     with pytest.raises(InvalidCode, match="required"):
@@ -122,7 +125,7 @@ def test_pkce(gx: Grantex) -> None:
 
 
 def test_redirect_uri_must_match_registered_exactly(gx: Grantex) -> None:
-    agent = gx.agents.register(name="a", scopes=[], redirect_uris=["https://app.example/cb"])
+    agent = gx.agents.register(name="a", scopes=FLOW_SCOPES, redirect_uris=["https://app.example/cb"])
     with pytest.raises(InvalidInput, match="redirectUri"):
         gx.authorize(agent_id=agent.id, user_id="u", scopes=["calendar:read"],
                      redirect_uri="https://app.example/cb/")
@@ -143,7 +146,7 @@ def test_agent_registered_scopes_bound_requests(gx: Grantex) -> None:
 def test_unknown_suspended_and_deleted_agents(gx: Grantex) -> None:
     with pytest.raises(NotFound):
         gx.authorize(agent_id="ag_01J00000000000000000000000", user_id="u", scopes=["calendar:read"])
-    agent = gx.agents.register(name="a", scopes=[])
+    agent = gx.agents.register(name="a", scopes=FLOW_SCOPES)
     pending = gx.authorize(agent_id=agent.id, user_id="u", scopes=["calendar:read"])
     gx.agents.suspend(agent.id)
     with pytest.raises(AgentInactive, match="suspended"):
@@ -165,7 +168,7 @@ def test_deleted_agent_tokens_fail_online(gx: Grantex) -> None:
 
 
 def test_policy_deny_beats_allow_and_records_request(human: Grantex) -> None:
-    agent = human.agents.register(name="a", scopes=[])
+    agent = human.agents.register(name="a", scopes=FLOW_SCOPES)
     human.policies.create(name="allow calendar", effect="allow", priority=100, scopes=["calendar:read"])
     deny = human.policies.create(name="no payments", effect="auto_deny", priority=1,
                                  scopes=["payments:initiate"])
@@ -181,8 +184,8 @@ def test_policy_deny_beats_allow_and_records_request(human: Grantex) -> None:
 
 
 def test_policy_conditions_agent_principal_and_time_window(human: Grantex, clock: MovableClock) -> None:
-    agent = human.agents.register(name="a", scopes=[])
-    other = human.agents.register(name="b", scopes=[])
+    agent = human.agents.register(name="a", scopes=FLOW_SCOPES)
+    other = human.agents.register(name="b", scopes=FLOW_SCOPES)
     from datetime import UTC, datetime
 
     clock.now = datetime(2026, 3, 2, 23, 30, tzinfo=UTC).timestamp()  # a Monday, 23:30 UTC

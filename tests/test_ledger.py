@@ -158,7 +158,7 @@ def test_settings_are_validated(ledger_path: Path, key: str, value: str) -> None
 def test_max_expires_in_setting_bounds_authorize(gx: Grantex) -> None:
     from grantex_local import InvalidExpiresIn
 
-    agent = gx.agents.register(name="a", scopes=[])
+    agent = gx.agents.register(name="a", scopes=["calendar:read"])
     with pytest.raises(InvalidExpiresIn, match="maximum of 1d"):
         gx.authorize(agent_id=agent.id, user_id="u", scopes=["calendar:read"], expires_in="2d")
     gx.ledger.set_setting("max_expires_in", "7d")

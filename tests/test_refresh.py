@@ -45,7 +45,7 @@ def test_reusing_a_spent_refresh_token_fails_and_revokes_live_tokens(gx: Grantex
 def test_refresh_reuse_also_kills_grants_delegated_from_those_tokens(gx: Grantex) -> None:
     first = grant_for(gx, ["calendar:read"])
     agent_id = _agent_id(gx, first.grant_id)
-    sub = gx.agents.register(name="sub", scopes=[])
+    sub = gx.agents.register(name="sub", scopes=["calendar:read"])
     child = gx.grants.delegate(parent_grant_token=first.grant_token, sub_agent_id=sub.id,
                                scopes=["calendar:read"])
     gx.tokens.refresh(refresh_token=first.refresh_token, agent_id=agent_id)

@@ -27,6 +27,7 @@ from textual.widgets import Button, Input
 from textual.worker import WorkerState
 
 from grantex_local import Grantex, Ledger, grants, ids, tokens
+from grantex_local.clock import parse_iso
 from grantex_local.developers import create_developer
 from grantex_local.tui.app import GrantexApp
 from grantex_local.tui.commands import PALETTE
@@ -865,3 +866,27 @@ def test_fixture_is_deterministic(tmp_path: Path, fixture_template: tuple[Path, 
     assert rows(tmp_path / "again.db") == rows(fixture_template[0])
     assert json.dumps(rows(tmp_path / "again.db"))
 
+
+
+SAMPLE_BUNDLE = Path(__file__).resolve().parents[1] / "sample_data" / "bundle"
+
+
+@sync
+async def test_auditor_mode_judges_statuses_at_the_bundles_export_time() -> None:
+    """The committed sample is a historical export: judged by today's clock nothing would be active."""
+    from grantex_local.tui.widgets.overview import OverviewBar, overview_text
+
+    data = TuiData.open_bundle(SAMPLE_BUNDLE)
+    try:
+        exported = data.bundle.exported_at if data.bundle is not None else None
+        assert exported is not None and data.now() == parse_iso(exported)
+        app = GrantexApp(data, poll_seconds=0)
+        async with started(app) as pilot:
+            await wait_until(pilot, lambda: app.overview is not None)
+            overview = app.overview
+            assert overview is not None and overview.active_grants > 0
+            assert main(app).query_one(OverviewBar).overview == overview
+            line = overview_text(overview, app.chain_state, read_only=True).plain
+            assert f"as of {exported[:10]} {exported[11:19]} UTC (export time)" in line
+    finally:
+        data.close()

@@ -2,9 +2,12 @@
 
 It streams rows (constant memory), recomputes every hash from the stored
 bytes, checks every link, and stops at the first break with its seq and the
-reason. With a checkpoint kept outside the file it also recomputes the Merkle
-root over the first ``size`` entries, which is what catches a deleted tail or
-a chain rewritten and re-hashed from scratch.
+reason. Against a checkpoint it also recomputes the Merkle root over the
+first ``size`` entries, which is what catches a deleted tail or a chain
+rewritten and re-hashed from scratch. :func:`verify_chain` always does so
+for the signed checkpoints stored in the file (a tail cut with raw sqlite3
+under one of them fails); only a checkpoint kept outside the file also
+survives a rewrite of the whole file, stored checkpoints and key included.
 
 Rows from a cursor or a list are checked a batch at a time with C-level
 string operations (see :meth:`_Walk.batch`); a batch that does not pass in
@@ -19,14 +22,15 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice, repeat
 from operator import getitem, le, lt
 from typing import TYPE_CHECKING
 
-from ..errors import ChainBroken
+from ..errors import ChainBroken, LedgerError
 from . import merkle
 from .note import Checkpoint
+from .stored import stored_checkpoints
 
 if TYPE_CHECKING:
     from ..ledger import Ledger
@@ -61,10 +65,13 @@ class ChainReport:
     head_hash: str | None
     root_hash: str | None
     checkpoint_size: int | None = None
+    stored_checkpoints: int = 0
+    """How many checkpoints stored in the ledger file the chain was checked against."""
 
     def to_dict(self) -> dict[str, object]:
         return {"developerId": self.developer_id, "entries": self.entries, "headHash": self.head_hash,
-                "rootHash": self.root_hash, "verifiedAgainstCheckpointSize": self.checkpoint_size}
+                "rootHash": self.root_hash, "verifiedAgainstCheckpointSize": self.checkpoint_size,
+                "storedCheckpointsChecked": self.stored_checkpoints}
 
 
 def _linkage(text: str) -> tuple[str, str, str | None]:
@@ -112,12 +119,15 @@ class _Walk:
     def __init__(self, *, after: tuple[int, str, str, str] | None, frontier: merkle.Frontier,
                  pending: list[Checkpoint], with_root: bool, ordered_ids: bool,
                  progress: Callable[[int], None] | None) -> None:
+        """``with_root``: the caller wants the whole tree's root; the tree is grown anyway
+        while a checkpoint is pending, and no further."""
         self.prev = after  # seq, hash, id, timestamp of the last entry checked
         self.before_prev: object = _UNSET  # the link of the entry before prev (None is a real value)
         self.count = frontier.size
         self.frontier = frontier
         self.pending = pending
-        self.with_root = with_root
+        self.with_root = with_root or bool(pending)
+        self.keep_root = with_root
         self.ordered_ids = ordered_ids
         self.progress = progress
 
@@ -157,6 +167,8 @@ class _Walk:
             if self.frontier.root() != pending.pop(0).root_hash:
                 raise ChainBroken(seq, "rewritten",
                                   f"the first {seq} entries do not match the checkpoint's Merkle root")
+            if not pending and not self.keep_root:
+                self.with_root = False  # the tree was only needed up to the last checkpoint
         if self.progress is not None and self.count % _PROGRESS_EVERY == 0:
             self.progress(self.count)
 
@@ -250,7 +262,8 @@ def verify_rows(
     the entries up to ``after``) is given too. ``ordered_ids=False`` skips the
     id-order check, for logs whose ids are not monotonic (the hosted service's).
     ``with_root=False`` skips the Merkle tree (two SHA-256 per entry) when no
-    checkpoint needs it; the report's root is then None.
+    checkpoint needs it, and past the last checkpoint when one does; the
+    report's root is then None.
 
     A cursor or a list is read up to two batches ahead, which costs them
     nothing. Any other iterable is pulled one row ahead only, as it always
@@ -265,7 +278,7 @@ def verify_rows(
         if empty.root_hash != merkle.root_of([]):
             raise ChainBroken(1, "rewritten", "the checkpoint's root does not match an empty log")
     pending = [c for c in pending if c.size > 0]
-    walk = _Walk(after=after, frontier=frontier, pending=pending, with_root=with_root or bool(pending),
+    walk = _Walk(after=after, frontier=frontier, pending=pending, with_root=with_root,
                  ordered_ids=ordered_ids, progress=progress)
     if isinstance(rows, sqlite3.Cursor | list | tuple):
         _walk_batches(walk, rows)
@@ -280,7 +293,7 @@ def verify_rows(
         progress(count)
     prev = walk.prev
     return ChainReport(developer_id, count, prev[1] if prev else None,
-                       frontier.root().hex() if walk.with_root else None,
+                       frontier.root().hex() if walk.keep_root else None,
                        largest.size if largest is not None else None)
 
 
@@ -325,15 +338,62 @@ def verify_chain(
     checkpoint: Checkpoint | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ChainReport:
-    """Verify one developer's chain in the ledger; raises :class:`ChainBroken`."""
+    """Verify one developer's chain in the ledger, against every checkpoint stored for it too.
+
+    Raises :class:`ChainBroken`, naming the stored checkpoint when one is what the
+    chain fails (a tail cut under it, a rewrite) or when its own signature fails
+    (reason ``checkpoint_invalid``). ``checkpoint`` is one kept outside the file
+    (already signature-checked), the only kind that also catches a rewrite of the
+    whole file; the report's ``checkpoint_size`` is its size.
+    """
     from ..ledger import translate
 
     rows = ledger_rows(ledger, developer_id)
     try:
         with ledger.read():
-            return verify_rows(rows, developer_id=developer_id, checkpoint=checkpoint, progress=progress,
-                               with_root=checkpoint is not None)
-    except sqlite3.Error as exc:
+            stored = stored_checkpoints(ledger, developer_id)
+            try:
+                report = verify_rows(rows, developer_id=developer_id, checkpoint=checkpoint,
+                                     checkpoints=[c for _, c in stored], progress=progress,
+                                     with_root=checkpoint is not None)
+            except ChainBroken as exc:
+                raise _naming_the_checkpoint(exc, stored, checkpoint) from None
+    except (sqlite3.Error, LedgerError) as exc:
+        # A row whose bytes are not UTF-8 (only ever written behind the ledger's back) stops the
+        # driver with an error that names no seq: find the entry, and report it as the break.
+        from .trail import NOT_UTF8, first_undecodable
+
+        seq = first_undecodable(ledger, developer_id)
+        if seq is not None:
+            raise ChainBroken(seq, "content_changed", f"entry {seq}: {NOT_UTF8}") from None
+        if isinstance(exc, LedgerError):
+            raise
         raise translate(exc, ledger.path) from None
     finally:
         rows.close()
+    return replace(report, checkpoint_size=checkpoint.size if checkpoint is not None else None,
+                   stored_checkpoints=len(stored))
+
+
+def _naming_the_checkpoint(exc: ChainBroken, stored: Sequence[tuple[str, Checkpoint]],
+                           external: Checkpoint | None) -> ChainBroken:
+    """The break, saying which stored checkpoint the chain fails (a tail cut, a rewrite)."""
+    if exc.reason == "tail_deleted":
+        largest = max(stored, key=lambda s: s[1].size, default=None)
+        if largest is None or (external is not None and external.size > largest[1].size):
+            return exc
+        checkpoint_id, cp = largest
+        first_missing = exc.seq
+        return ChainBroken(first_missing, exc.reason,
+                           f"stored checkpoint {checkpoint_id} (signed {cp.timestamp}) commits to {cp.size} "
+                           f"entries, the log has {first_missing - 1}: entries {first_missing}.."
+                           f"{cp.size} are missing")
+    if exc.reason == "rewritten":
+        named = [(i, c) for i, c in stored if c.size == 0 and c.root_hash != merkle.root_of([])]
+        size = 0 if named else exc.seq
+        named = named or [(i, c) for i, c in stored if c.size == size]
+        if named and (external is None or external.size != size):
+            checkpoint_id, cp = named[0]
+            return ChainBroken(exc.seq, exc.reason,
+                               f"{exc.detail} (stored checkpoint {checkpoint_id}, signed {cp.timestamp})")
+    return exc

@@ -29,6 +29,7 @@ from ..keys import _serialize_private, load_private_key
 from . import merkle, note
 from .chain import ledger_rows, verify_rows
 from .note import Checkpoint, CheckpointInvalid
+from .stored import _key_row, key_name, origin
 from .trail import tree_node
 
 if TYPE_CHECKING:
@@ -37,18 +38,6 @@ if TYPE_CHECKING:
 
 class ProofInvalid(CheckpointInvalid):
     code = "PROOF_INVALID"
-
-
-def key_name(ledger: Ledger) -> str:
-    return f"grantex-local/{ledger.setting('ledger_id')}"
-
-
-def origin(ledger: Ledger, developer_id: str) -> str:
-    return f"{key_name(ledger)}/{developer_id}"
-
-
-def _key_row(ledger: Ledger) -> sqlite3.Row | None:
-    return ledger.query_one("SELECT * FROM checkpoint_keys ORDER BY created_at LIMIT 1")
 
 
 def ensure_key(ledger: Ledger) -> None:
