@@ -8,6 +8,7 @@ itself expires 10 minutes after it was made, whatever the grant's lifetime.
 
 from __future__ import annotations
 
+import getpass
 import json
 import re
 import sqlite3
@@ -20,6 +21,7 @@ from .developers import get_developer, hash_secret
 from .ids import new_id, new_secret
 from .models import Agent, AuthorizationRequest, ConsentDecision
 from .scopes import describe, normalize_scopes, uncovered
+from .text import check_name, check_text
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -29,13 +31,15 @@ CODE_TTL = 600
 DEFAULT_EXPIRES_IN = "24h"
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 STATUSES = ("pending", "approved", "denied", "exchanged", "expired")
+_CHANNEL = re.compile(r"[a-z][a-z0-9-]{0,31}(/[a-z][a-z0-9-]{0,31})?")
 
 
 def _principal(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise errors.InvalidInput("principal (user) id must be a non-empty string")
-    if len(value) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise errors.InvalidInput("principal id must be at most 256 printable characters")
+    check_name(value, "principal id")  # a consent screen shows it: it must read as what it is
+    if len(value) > 256:
+        raise errors.InvalidInput("principal id must be at most 256 characters")
     return value
 
 
@@ -44,7 +48,7 @@ def _optional_text(value: object, name: str, limit: int = 2048) -> str | None:
         return None
     if not isinstance(value, str) or not value or len(value) > limit:
         raise errors.InvalidInput(f"{name} must be a non-empty string of at most {limit} characters")
-    return value
+    return check_text(value, name)
 
 
 def consent_url(ledger: Ledger, request_id: str) -> str:
@@ -70,6 +74,21 @@ def _from_row(ledger: Ledger, row: sqlite3.Row, now_iso: str, *, code: str | Non
     )
 
 
+def check_declared_scopes(agent: Agent, requested: list[str], role: str = "agent") -> None:
+    """Refuse scopes the agent did not declare (delegation applies the same bound to a sub-agent).
+
+    An empty declaration means "nothing", never "anything": an agent registered without
+    scopes would otherwise be a blank cheque, authorizable for any scope at all.
+    """
+    if not agent.scopes:
+        raise errors.InvalidScope(
+            f"{role} {agent.id} declares no scopes, so it can be granted none; add scopes with "
+            f"'grantex-local agents update {agent.id} --scope ...'")
+    beyond = uncovered(requested, agent.scopes)
+    if beyond:
+        raise errors.InvalidScope(f"{role} {agent.id} is not registered for: {', '.join(beyond)}")
+
+
 def authorize(
     ledger: Ledger,
     developer_id: str,
@@ -83,8 +102,15 @@ def authorize(
     audience: str | None = None,
     code_challenge: str | None = None,
     code_challenge_method: str | None = None,
+    request_ttl: int = REQUEST_TTL,
 ) -> AuthorizationRequest:
-    """Start an authorization; policies first, then sandbox, else it waits for a human."""
+    """Start an authorization; policies first, then sandbox, else it waits for a human.
+
+    ``request_ttl`` (seconds) is how long a pending request waits for its person; only the
+    library offers it (the demo's request must outlive a coffee break), never the API.
+    """
+    if not isinstance(request_ttl, int) or not 60 <= request_ttl <= 30 * 86400:
+        raise errors.InvalidInput("request_ttl must be 60 s .. 30 days")
     principal = _principal(principal_id)
     requested = normalize_scopes(scopes)
     ttl = DEFAULT_EXPIRES_IN if expires_in is None else expires_in
@@ -99,11 +125,7 @@ def authorize(
             raise errors.InvalidInput("codeChallenge must be a base64url SHA-256 digest (43 characters)")
     developer = get_developer(ledger, developer_id)
     agent = agents.require_active(ledger, developer_id, agent_id)
-    if agent.scopes:
-        beyond = uncovered(requested, agent.scopes)
-        if beyond:
-            raise errors.InvalidScope(
-                f"agent {agent.id} is not registered for: {', '.join(beyond)}")
+    check_declared_scopes(agent, requested)
     if redirect is not None:
         agents.validate_redirect_uris([redirect])
         if agent.redirect_uris and redirect not in agent.redirect_uris:
@@ -125,17 +147,18 @@ def authorize(
         status, decided_by = "approved", "sandbox"
     if status == "approved":
         code = new_secret()
+    channel = None if decided_by is None else "policy" if policy is not None else "sandbox"
     with ledger.write() as conn:
         conn.execute(
             "INSERT INTO auth_requests (id, developer_id, agent_id, principal_id, scopes, expires_in, "
             "redirect_uri, state, audience, code_challenge, code_challenge_method, status, created_at, "
-            "expires_at, decided_at, decided_by, policy_id, code_hash, code_expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "expires_at, decided_at, decided_by, policy_id, code_hash, code_expires_at, decision_channel) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (request_id, developer_id, agent.id, principal, json.dumps(requested), ttl, redirect,
              state, audience, code_challenge, "S256" if code_challenge else None, status, now_iso,
-             iso(now + REQUEST_TTL), now_iso if decided_by else None, decided_by,
+             iso(now + request_ttl), now_iso if decided_by else None, decided_by,
              policy.id if policy else None, hash_secret(code) if code else None,
-             iso(now + CODE_TTL) if code else None),
+             iso(now + CODE_TTL) if code else None, channel),
         )
         who = {"agent_id": agent.id, "agent_did": agent.did, "principal_id": principal}
         trail = Appender(ledger, conn, developer_id)
@@ -144,7 +167,7 @@ def authorize(
         if decided_by is not None:
             trail.add(action=f"grantex.consent.{status}", **who,
                       status="blocked" if status == "denied" else "success",
-                      metadata={"authRequestId": request_id, "decidedBy": decided_by})
+                      metadata={"authRequestId": request_id, "decidedBy": decided_by, "channel": channel})
         trail.flush()
     if status == "denied" and policy is not None:
         raise errors.PolicyDenied(
@@ -157,6 +180,7 @@ def authorize(
 def _row(ledger: Ledger, request_id: object, developer_id: str | None = None) -> sqlite3.Row:
     if not isinstance(request_id, str) or not request_id:
         raise errors.InvalidInput("authorization request id must be a non-empty string")
+    check_text(request_id, "authorization request id")
     row = ledger.query_one("SELECT * FROM auth_requests WHERE id = ?", (request_id,))
     if row is None or (developer_id is not None and row["developer_id"] != developer_id):
         raise errors.NotFound(f"authorization request {request_id} not found")
@@ -207,10 +231,23 @@ def consent_details(ledger: Ledger, request_id: str, developer_id: str | None = 
     }
 
 
+def os_user() -> str:
+    """Who the CLI and the TUI record as deciding: they hold the ledger file, so the person at
+    them is whoever the operating system says runs them (a container may have no user name)."""
+    try:
+        return getpass.getuser() or "local user"
+    except (OSError, KeyError, ImportError):
+        return "local user"
+
+
 def _decide(ledger: Ledger, request_id: str, approve: bool, decided_by: str,
-            developer_id: str | None) -> ConsentDecision:
+            developer_id: str | None, channel: str) -> ConsentDecision:
     if not isinstance(decided_by, str) or not decided_by:
         raise errors.InvalidInput("decided_by must name who decided")
+    check_name(decided_by, "decided_by")
+    if not isinstance(channel, str) or not _CHANNEL.fullmatch(channel):
+        raise errors.InvalidInput("channel must be a short lower-case name such as 'cli' or "
+                                  "'consent-page/approval-code'")
     now = ledger.now()
     now_iso = iso(now)
     code = new_secret() if approve else None
@@ -223,26 +260,31 @@ def _decide(ledger: Ledger, request_id: str, approve: bool, decided_by: str,
             agents.require_active(ledger, row["developer_id"], row["agent_id"])
         conn.execute(
             "UPDATE auth_requests SET status = ?, decided_at = ?, decided_by = ?, code_hash = ?, "
-            "code_expires_at = ? WHERE id = ? AND status = 'pending'",
+            "code_expires_at = ?, decision_channel = ? WHERE id = ? AND status = 'pending'",
             ("approved" if approve else "denied", now_iso, decided_by,
-             hash_secret(code) if code else None, iso(now + CODE_TTL) if code else None, request_id),
+             hash_secret(code) if code else None, iso(now + CODE_TTL) if code else None, channel,
+             request_id),
         )
         record(ledger, conn, row["developer_id"],
                "grantex.consent.approved" if approve else "grantex.consent.denied",
                agent_id=row["agent_id"], agent_did="did:grantex:" + row["agent_id"],
                principal_id=row["principal_id"],
-               metadata={"authRequestId": request_id, "decidedBy": decided_by,
+               metadata={"authRequestId": request_id, "decidedBy": decided_by, "channel": channel,
                          "scopes": json.loads(row["scopes"])})
     return ConsentDecision(request_id, "approved" if approve else "denied", code,
                            row["redirect_uri"], row["state"])
 
 
 def approve(ledger: Ledger, request_id: str, *, decided_by: str = "local user",
-            developer_id: str | None = None) -> ConsentDecision:
-    """The human approves: returns the single-use code (the only place it appears)."""
-    return _decide(ledger, request_id, True, decided_by, developer_id)
+            developer_id: str | None = None, channel: str = "library") -> ConsentDecision:
+    """The human approves: returns the single-use code (the only place it appears).
+
+    ``decided_by`` and ``channel`` (how the decision reached the ledger: ``cli``, ``tui``,
+    ``consent-page/approval-code``...) are stored with the request and in the audit entry:
+    the trail must say who decided and how that was established, not just "someone"."""
+    return _decide(ledger, request_id, True, decided_by, developer_id, channel)
 
 
 def deny(ledger: Ledger, request_id: str, *, decided_by: str = "local user",
-         developer_id: str | None = None) -> ConsentDecision:
-    return _decide(ledger, request_id, False, decided_by, developer_id)
+         developer_id: str | None = None, channel: str = "library") -> ConsentDecision:
+    return _decide(ledger, request_id, False, decided_by, developer_id, channel)

@@ -64,7 +64,9 @@ class CliError(click.ClickException):
     """An error shown as one ``error: ...`` line on stderr, never a traceback."""
 
     def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:
-        super().__init__(" ".join(message.split()))
+        from .text import escape  # here, not at the top: importing the CLI stays minimal
+
+        super().__init__(escape(" ".join(message.split())))  # stored text may carry a bidi override
         self.exit_code = exit_code
 
     def show(self, file: Any = None) -> None:
@@ -75,6 +77,19 @@ class GrantexGroup(click.Group):
     """A group that maps the library's errors to exit codes in one place."""
 
     group_class = type  # subgroups are GrantexGroups too
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Refuse arguments that are not text before any command sees them: bytes that are not
+        UTF-8 reach Python as lone surrogates (``\\udcff``), which no ledger lookup can bind."""
+        if ctx.parent is None:
+            from .text import check_text
+
+            for number, arg in enumerate(args, 1):
+                try:
+                    check_text(arg, f"command-line argument {number}")
+                except errors.InvalidInput as exc:
+                    raise CliError(f"{exc.message} (arguments must be UTF-8 text)") from None
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -141,7 +156,24 @@ class LibraryChoice(click.Choice):
         return tuple(self._load())
 
 
+_GET_KEY = "grantex_local.get_field"
+
+
+def _remember_field(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta[_GET_KEY] = value
+
+
 def json_option(fn: F) -> F:
+    """``--json``, and ``--get FIELD`` for shell scripts: ``ID=$(grantex-local ... --get id)``.
+
+    Why a field picker of our own: the README's shell examples must run verbatim on a fresh
+    machine, which has no ``jq``, and chaining commands needs one value per line.
+    """
+    fn = click.option("--get", "get_field", metavar="FIELD", default=None, expose_value=False,
+                      callback=_remember_field,
+                      help="Print only this field of the JSON output (e.g. id, code, grantToken; "
+                           "a dotted path such as agents.0.id reaches into lists).")(fn)
     return click.option("--json", "as_json", is_flag=True,
                         help="Print JSON (the library's camelCase shapes) instead of text.")(fn)
 
@@ -194,13 +226,17 @@ def confirm(action: str, yes: bool) -> None:
 
 
 def _cell(value: object) -> str:
+    """One value as a person reads it: text escaped where it could pass for something else
+    (a bidi override, a newline, a lone surrogate in a row stored before the checks)."""
+    from .text import escape
+
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list | tuple):
-        return " ".join(str(v) for v in value) or "-"
-    return str(value)
+        return " ".join(escape(str(v)) for v in value) or "-"
+    return escape(str(value))
 
 
 def json_text(data: object) -> str:
@@ -235,8 +271,36 @@ def echo_fields(pairs: Iterable[tuple[str, object]]) -> None:
         click.echo(f"{key.ljust(width)}  {_cell(value)}")
 
 
+def pick_field(data: object, path: str) -> object:
+    """``data``'s value at a dotted ``path`` (list items by index); a clear error naming what exists."""
+    value = data
+    for step in path.split("."):
+        if isinstance(value, dict) and step in value:
+            value = value[step]
+        elif isinstance(value, list) and step.isdigit() and int(step) < len(value):
+            value = value[int(step)]
+        else:
+            if isinstance(value, dict):
+                known = ", ".join(sorted(value)) or "none"
+                raise CliError(f"--get {path}: no field {step!r} here; fields: {known}")
+            size = len(value) if isinstance(value, list) else 0
+            raise CliError(f"--get {path}: {step!r} is not an index of a list of {size} item(s)"
+                           if isinstance(value, list) else f"--get {path}: nothing below {step!r}")
+    return value
+
+
 def emit(as_json: bool, data: object, human: Callable[[], None]) -> None:
-    if as_json:
+    field = click.get_current_context().meta.get(_GET_KEY)
+    if field is not None:
+        value = pick_field(data, field)
+        if value is None:
+            raise CliError(f"--get {field}: the field is empty (null) in this output")
+        from .text import escape_surrogates
+
+        click.echo(escape_surrogates(value) if isinstance(value, str)
+                   else value if isinstance(value, int | float) and not isinstance(value, bool)
+                   else json_text(value))
+    elif as_json:
         echo_json(data)
     else:
         human()
@@ -328,6 +392,10 @@ def cli() -> None:
 
 def main() -> None:
     """Console-script entry point: a bug shows as one line, never a traceback."""
+    for stream in (sys.stdout, sys.stderr):  # text no encoder takes is printed escaped, not fatal
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
         cli(prog_name="grantex-local")
     except Exception as exc:
@@ -379,7 +447,10 @@ def _echo_info(ledger: Ledger, as_json: bool) -> None:
         dev = info["defaultDeveloper"]
         echo_fields([
             ("ledger", info["path"]), ("schema version", info["schemaVersion"]),
-            ("issuer", info["issuer"]), ("jwks url", info["jwksUrl"]),
+            ("issuer", info["issuer"]),
+            *[("past issuer", f"{p['issuer']} (replaced {p['retiredAt']}; its tokens verify until "
+                              f"{p['acceptedUntil']})") for p in reversed(info["pastIssuers"])],
+            ("jwks url", info["jwksUrl"]),
             ("max delegation depth", settings.get("max_delegation_depth")),
             ("max expires in", format_duration(int(settings["max_expires_in"]))),
             ("created", settings.get("created_at")), ("active kid", info["activeKid"]),
@@ -424,8 +495,18 @@ def config_get(ledger: Ledger, key: str | None, as_json: bool) -> None:
 @click.argument("value")
 @with_ledger
 def config_set(ledger: Ledger, key: str, value: str) -> None:
-    """Set KEY to VALUE (validated; the issuer changes what new tokens carry)."""
+    """Set KEY to VALUE (validated).
+
+    The issuer is what new tokens carry and what clients must use as their base URL; tokens
+    issued under the previous issuer keep verifying until they expire (`info` lists it).
+    `serve` never changes the issuer unless asked (`serve --issuer URL`).
+    """
+    previous = ledger.issuer if key == "issuer" else None
     click.echo(f"{key} = {ledger.set_setting(key, value)}")
+    for past in ledger.past_issuers() if previous is not None else ():
+        if past["issuer"] == previous:
+            click.echo(f"note: tokens issued under the previous issuer {previous} keep verifying "
+                       f"until they expire (the last at {past['acceptedUntil']})", err=True)
 
 
 @cli.command()
@@ -462,8 +543,26 @@ def demo(seed: int, force: bool, size: str | None, entries: int | None, months: 
         raise CliError("--entries needs --size (the short demo has a fixed shape)")
     from .demo import run_demo
 
-    for line in run_demo(ledger_path(), seed=seed, force=force):
+    for line in run_demo(ledger_path(), seed=seed, force=force, program=this_program()):
         click.echo(line)
+
+
+def this_program() -> str:
+    """How the shell that ran us can run us again: ``grantex-local`` when that name on PATH is
+    this very program, else the path it was started by (``.venv/bin/grantex-local``), else
+    ``python -m grantex_local`` with this interpreter. Commands we print must run verbatim."""
+    import os
+    import shlex
+    import shutil
+
+    started = sys.argv[0] if sys.argv else ""
+    on_path = shutil.which("grantex-local")
+    if started and on_path and os.path.realpath(on_path) == os.path.realpath(started):
+        return "grantex-local"
+    if Path(started).name == "grantex-local" and os.access(started, os.X_OK):
+        shown = started if os.sep in started else f".{os.sep}{started}"
+        return shlex.quote(shown)
+    return f"{shlex.quote(sys.executable)} -m grantex_local"
 
 
 # ── agents ───────────────────────────────────────────────────────────────────
@@ -657,14 +756,20 @@ def consent() -> None:
 @json_option
 @with_ledger
 def consent_list(ledger: Ledger, status: str, as_json: bool) -> None:
-    """List authorization requests (by default those waiting for a decision)."""
-    from . import authorization
+    """List authorization requests (by default those waiting for a decision), each waiting one
+    with the approval code that decides it on the consent page."""
+    from . import approval, authorization
 
     found = authorization.list_requests(ledger, None, status=None if status == "all" else status)
-    emit(as_json, {"requests": [r.to_dict() for r in found]}, lambda: echo_table(
-        ["ID", "STATUS", "AGENT", "PRINCIPAL", "DEVELOPER", "SCOPES", "EXPIRES"],
-        [[r.request_id, r.status, r.agent_id, r.principal_id, r.developer_id, r.scopes, r.expires_at]
-         for r in found], f"no {status} requests" if status != "all" else "no requests"))
+    codes = {r.request_id: approval.approval_code(ledger, r.request_id)
+             for r in found if r.status == "pending"}
+    rows = [dict(r.to_dict(), **({"approvalCode": codes[r.request_id]} if r.request_id in codes else {}))
+            for r in found]
+    emit(as_json, {"requests": rows}, lambda: echo_table(
+        ["ID", "STATUS", "AGENT", "PRINCIPAL", "DEVELOPER", "SCOPES", "EXPIRES", "APPROVAL CODE"],
+        [[r.request_id, r.status, r.agent_id, r.principal_id, r.developer_id, r.scopes, r.expires_at,
+          codes.get(r.request_id)] for r in found],
+        f"no {status} requests" if status != "all" else "no requests"))
 
 
 @consent.command("show")
@@ -672,10 +777,14 @@ def consent_list(ledger: Ledger, status: str, as_json: bool) -> None:
 @json_option
 @with_ledger
 def consent_show(ledger: Ledger, request_id: str, as_json: bool) -> None:
-    """Show what a consent screen shows for REQUEST_ID: who asks, for whom, and what."""
-    from . import authorization
+    """Show what a consent screen shows for REQUEST_ID: who asks, for whom, and what; while it
+    waits, also the approval code that decides it on the consent page (only you see it)."""
+    from . import approval, authorization
 
     details = authorization.consent_details(ledger, request_id, None)
+    pending = details["request"]["status"] == "pending"
+    if pending:
+        details["approvalCode"] = approval.approval_code(ledger, request_id)
 
     def human() -> None:
         request, agent, dev = details["request"], details["agent"], details["developer"]
@@ -690,6 +799,10 @@ def consent_show(ledger: Ledger, request_id: str, as_json: bool) -> None:
         click.echo("asks to:")
         for item in details["scopes"]:
             click.echo(f"  - {item['description']}  ({item['scope']})")
+        if pending:
+            code = details["approvalCode"]
+            echo_fields([("approval code", code),
+                         ("consent page", f"{request['consentUrl']}#approval={code}")])
 
     emit(as_json, details, human)
 
@@ -702,26 +815,30 @@ def _echo_decision(decision: ConsentDecision, as_json: bool) -> None:
 
 @consent.command("approve")
 @click.argument("request_id")
-@click.option("--decided-by", default="local user", show_default=True, help="Who approves (recorded).")
+@click.option("--decided-by", default=None, metavar="NAME",
+              help="Who approves (recorded; default: your operating-system user name).")
 @json_option
 @with_ledger
-def consent_approve(ledger: Ledger, request_id: str, decided_by: str, as_json: bool) -> None:
+def consent_approve(ledger: Ledger, request_id: str, decided_by: str | None, as_json: bool) -> None:
     """Approve REQUEST_ID and print its single-use code (valid 10 minutes)."""
     from . import authorization
 
-    _echo_decision(authorization.approve(ledger, request_id, decided_by=decided_by), as_json)
+    _echo_decision(authorization.approve(ledger, request_id, decided_by=decided_by or authorization.os_user(),
+                                         channel="cli"), as_json)
 
 
 @consent.command("deny")
 @click.argument("request_id")
-@click.option("--decided-by", default="local user", show_default=True, help="Who denies (recorded).")
+@click.option("--decided-by", default=None, metavar="NAME",
+              help="Who denies (recorded; default: your operating-system user name).")
 @json_option
 @with_ledger
-def consent_deny(ledger: Ledger, request_id: str, decided_by: str, as_json: bool) -> None:
+def consent_deny(ledger: Ledger, request_id: str, decided_by: str | None, as_json: bool) -> None:
     """Deny REQUEST_ID (no code is issued)."""
     from . import authorization
 
-    _echo_decision(authorization.deny(ledger, request_id, decided_by=decided_by), as_json)
+    _echo_decision(authorization.deny(ledger, request_id, decided_by=decided_by or authorization.os_user(),
+                                      channel="cli"), as_json)
 
 
 # ── tokens ───────────────────────────────────────────────────────────────────
@@ -773,11 +890,13 @@ def tokens_verify(ledger: Ledger, token: str, offline: bool, required: tuple[str
     try:
         result = _verification(ledger, _read_arg(token, "token"), offline, list(required))
     except errors.TokenInvalid as exc:
-        result = {"valid": False, "reason": exc.reason}
+        result = {"valid": False, "reason": exc.reason, "message": exc.message}
     if as_json:
         echo_json(result)
     if not result["valid"]:
-        raise CliError(f"token is invalid: {result['reason']}", EXIT_CHECK_FAILED)
+        detail = result.get("message")
+        raise CliError(f"token is invalid: {result['reason']}" + (f" ({detail})" if detail else ""),
+                       EXIT_CHECK_FAILED)
     if not as_json:
         click.echo("valid" + (" (offline check only)" if offline else ""))
         echo_fields([(k, v) for k, v in result.items() if k != "valid"])
@@ -885,9 +1004,11 @@ def grants_show(ledger: Ledger, grant_id: str, as_json: bool) -> None:
 
 
 def _node_label(node: dict[str, Any]) -> str:
+    from .text import escape
+
     count = len(node["scopes"])
-    label = (f"{node['agentName']} [{node['status']}]  {count} scope{'s' if count != 1 else ''}  "
-             f"depth {node['delegationDepth']}  {node['principalId']}  {node['id']}")
+    label = (f"{escape(node['agentName'])} [{node['status']}]  {count} scope{'s' if count != 1 else ''}  "
+             f"depth {node['delegationDepth']}  {escape(node['principalId'])}  {node['id']}")
     if node["agentStatus"] != "active":
         label += f"  (agent {node['agentStatus']})"
     return label
@@ -1193,6 +1314,35 @@ def developers_create_key(ledger: Ledger, developer_id: str | None, name: str, a
     click.echo("note: the ledger keeps only a hash of this key; it cannot be shown again", err=True)
 
 
+@developers_group.command("list-keys")
+@click.option("--developer", "developer_id", metavar="DEV_ID", default=None,
+              help="Only this developer's keys (default: every developer's).")
+@json_option
+@with_ledger
+def developers_list_keys(ledger: Ledger, developer_id: str | None, as_json: bool) -> None:
+    """List API keys, revoked ones too (ids and prefixes only: the secrets are never stored)."""
+    from . import developers
+
+    found = developers.list_api_keys(ledger, developer_id)
+    emit(as_json, {"keys": [k.to_dict() for k in found]}, lambda: echo_table(
+        ["ID", "PREFIX", "NAME", "DEVELOPER", "CREATED", "REVOKED"],
+        [[k.id, k.prefix + "…", k.name or None, k.developer_id, k.created_at, k.revoked_at] for k in found],
+        "no API keys"))
+
+
+@developers_group.command("revoke-key")
+@click.argument("key_id")
+@json_option
+@with_ledger
+def developers_revoke_key(ledger: Ledger, key_id: str, as_json: bool) -> None:
+    """Revoke API key KEY_ID; the server refuses it from the very next request."""
+    from . import developers
+
+    key = developers.revoke_api_key(ledger, key_id)
+    emit(as_json, key.to_dict(), lambda: echo_fields(
+        [("id", key.id), ("developer", key.developer_id), ("revoked", key.revoked_at)]))
+
+
 # ── audit ────────────────────────────────────────────────────────────────────
 
 PROGRESS_THRESHOLD = 50_000
@@ -1262,7 +1412,26 @@ def _entry_fields(entry: AuditEntry) -> list[tuple[str, object]]:
             ("prev hash", entry.prev_hash)]
 
 
+OUTSIDE_CHECKPOINT_NOTE = (
+    "note: the checkpoints checked are stored in this same file; only a checkpoint kept outside it "
+    "('audit checkpoint --out FILE', then 'audit verify --against FILE') also catches a rewrite of the "
+    "whole file")
+
 FLAG_LEGEND = "! = logged under a grant that was already revoked or expired (recorded all the same)"
+UNRENDERABLE_LEGEND = ("unrenderable = the stored entry holds text the ledger now refuses (a lone surrogate, "
+                       "a non-character or bytes that are not UTF-8), shown escaped (e.g. \\ud800); "
+                       "'audit verify' judges its stored bytes")
+
+
+def _echo_flag_legend(entries: Iterable[AuditEntry]) -> None:
+    """The legend of the flags shown, each explained only when it appears."""
+    from .audit.trail import UNRENDERABLE
+
+    shown = {flag for entry in entries for flag in entry.flags}
+    if shown - {UNRENDERABLE}:
+        click.echo(FLAG_LEGEND)
+    if UNRENDERABLE in shown:
+        click.echo(UNRENDERABLE_LEGEND)
 
 
 @cli.group("audit")
@@ -1304,8 +1473,7 @@ def audit_list(ledger: Ledger, developer_id: str | None, agent_id: str | None, g
         echo_table(headers, [[e.seq, e.timestamp, e.action, e.status, e.agent_id, e.grant_id,
                               *([e.developer_id] * several), _flag_cell(e)] for e in found],
                    "no audit entries" if page == 1 else f"no audit entries on page {page}")
-        if any(e.flags for e in found):
-            click.echo(FLAG_LEGEND)
+        _echo_flag_legend(found)
 
     emit(as_json, {"entries": [e.to_dict() for e in found], "page": page, "pageSize": page_size}, human)
 
@@ -1317,15 +1485,15 @@ def audit_list(ledger: Ledger, developer_id: str | None, agent_id: str | None, g
 def audit_show(ledger: Ledger, entry_id: str, as_json: bool) -> None:
     """Show audit entry ENTRY_ID with its metadata."""
     from .audit import trail as audit_trail
+    from .text import escape as escape_text
 
     entry = audit_trail.get_entry(ledger, None, entry_id)
 
     def human() -> None:
         echo_fields(_entry_fields(entry))
         click.echo("metadata:")
-        click.echo(json_text(entry.metadata))
-        if entry.flags:
-            click.echo(FLAG_LEGEND)
+        click.echo("\n".join(map(escape_text, json_text(entry.metadata).split("\n"))))
+        _echo_flag_legend([entry])
 
     emit(as_json, entry.to_dict(), human)
 
@@ -1354,7 +1522,13 @@ def audit_log(ledger: Ledger, agent_id: str, grant_id: str, action: str, status:
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--metadata") from None
     entry = audit_trail.log(ledger, _developer_of_agent(ledger, agent_id), agent_id=agent_id,
                             grant_id=grant_id, action=action, status=status, metadata=parsed)
-    emit(as_json, entry.to_dict(), lambda: echo_fields(_entry_fields(entry)))
+
+    def human() -> None:
+        echo_fields(_entry_fields(entry))
+        if entry.flags:  # the same flags and legend 'audit list' and 'audit show' give this entry
+            click.echo(FLAG_LEGEND)
+
+    emit(as_json, entry.to_dict(), human)
 
 
 def _verify_with_progress(ledger: Ledger, developer_id: str, checkpoint: Checkpoint | None) -> ChainReport:
@@ -1397,7 +1571,9 @@ def _developer_of_checkpoint(ledger: Ledger, note_text: str) -> str:
 @with_ledger
 def audit_verify(ledger: Ledger, developer_id: str | None, against: str | None, verifier_key: str | None,
                  as_json: bool) -> None:
-    """Walk the hash chain(s) from the stored bytes; exit 1 at the first broken seq."""
+    """Walk the hash chain(s) from the stored bytes and check them against every checkpoint
+    stored in the file; exit 1 at the first broken seq. Only a checkpoint kept outside the file
+    (--against) also catches a rewrite of the whole file."""
     from . import developers
     from .audit import chain as audit_chain
     from .audit import checkpoints as audit_checkpoints
@@ -1428,9 +1604,14 @@ def audit_verify(ledger: Ledger, developer_id: str | None, against: str | None, 
         for report in reports:
             line = (f"{report.developer_id}: {report.entries} entries intact, head "
                     f"{report.head_hash or '-'}")
+            if report.stored_checkpoints:
+                line += (f", matches its {report.stored_checkpoints} stored checkpoint"
+                         + "s" * (report.stored_checkpoints > 1))
             if report.checkpoint_size is not None:
                 line += f", consistent with the checkpoint of {report.checkpoint_size} entries"
             click.echo(line)
+        if against is None:
+            click.echo(OUTSIDE_CHECKPOINT_NOTE, err=True)
 
     emit(as_json, {"valid": True, "chains": [r.to_dict() for r in reports]}, human)
 
@@ -1557,7 +1738,7 @@ def audit_public_key(ledger: Ledger) -> None:
 @with_ledger
 def export_command(ledger: Ledger, out: str, force: bool, fmt: str, as_json: bool) -> None:
     """Write a signed, self-contained bundle of the ledger (no secrets) to directory OUT."""
-    from .export import export_bundle
+    from .export import bundle_file_count, export_bundle
 
     if fmt == "parquet":
         from .analysis.parquet import export_parquet  # pandas and pyarrow only on this path
@@ -1570,7 +1751,7 @@ def export_command(ledger: Ledger, out: str, force: bool, fmt: str, as_json: boo
     def human() -> None:
         files = manifest["files"]
         echo_fields([("bundle", manifest["path"]), ("ledger", manifest["ledgerId"]),
-                     ("created", manifest["createdAt"]), ("files", len(files) + 2),
+                     ("created", manifest["createdAt"]), ("files", bundle_file_count(manifest)),
                      *((name.removesuffix(".jsonl").replace("_", " "), files[name]["rows"])
                        for name in files if name.endswith(".jsonl")),
                      ("chains", len(manifest["chains"])), ("checkpoint key", manifest["checkpointKey"])])
@@ -1622,26 +1803,50 @@ def tui(bundle: str | None, verifier_key: str | None) -> None:
 
 
 @cli.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; loopback unless you mean otherwise.")
-@click.option("--port", default=8421, show_default=True, type=click.IntRange(0, 65535),
-              help="Port to listen on (0: any free port).")
+@click.option("--host", default=None,
+              help="Address to listen on (default: the issuer's host when the issuer is an http:// "
+                   "loopback URL, else 127.0.0.1). Does not change the issuer.")
+@click.option("--port", default=None, type=click.IntRange(0, 65535),
+              help="Port to listen on, 0 for any free one (default: the issuer's port when the "
+                   "issuer is an http:// loopback URL, else 8421). Does not change the issuer.")
 @click.option("--issuer", default=None, metavar="URL",
-              help="Issuer URL put in every token (default http://HOST:PORT); clients must use it as "
-                   "their base URL for tokens to verify.")
+              help="Change the ledger's issuer to URL first (asks for confirmation; --yes skips it). "
+                   "Tokens issued before keep verifying until they expire.")
+@yes_option
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="A Host name to answer besides loopback names and the issuer's host, e.g. this "
+                   "machine's LAN name (repeatable); other names get 421.")
 @click.option("--rate-limit", default=None, type=click.IntRange(min=1), metavar="N",
               help="Requests per API key per minute (default 600).")
 @click.option("--max-body", default=None, type=click.IntRange(min=1), metavar="BYTES",
               help="Largest request body accepted (default 1 MiB); larger ones get 413.")
 @click.option("--quiet", is_flag=True, help="No access log.")
+@click.option("--open-consent", is_flag=True,
+              help="Demo mode: the consent page decides without an approval code, so anyone who can "
+                   "open a consentUrl (the agent that asked, too) can approve it. Without it, the "
+                   "approval code of each waiting request is printed here.")
 @ledger_option
-def serve_command(host: str, port: int, issuer: str | None, rate_limit: int | None,
-                  max_body: int | None, quiet: bool) -> None:
-    """Serve the Grantex REST API, the consent page and /docs over the ledger (Ctrl+C stops)."""
-    from .server import DEFAULT_MAX_BODY, DEFAULT_RATE_LIMIT, serve  # FastAPI is imported only here
+def serve_command(host: str | None, port: int | None, issuer: str | None, yes: bool,
+                  allowed_hosts: tuple[str, ...], rate_limit: int | None, max_body: int | None,
+                  quiet: bool, open_consent: bool) -> None:
+    """Serve the Grantex REST API, the consent page and /docs over the ledger (Ctrl+C stops).
 
+    The ledger's issuer (`info` shows it) stays put: it is in every token, and clients must use
+    it as their base URL (the SDK checks tokens against the URL it is given; consentUrls start
+    with it). So the server listens where the issuer says. With --host/--port it listens there
+    instead, the issuer is unchanged and the banner says which URL clients must use; to move
+    the issuer, pass --issuer URL or run 'config set issuer URL'.
+    """
+    from .server import DEFAULT_MAX_BODY, DEFAULT_RATE_LIMIT, serve  # FastAPI is imported only here
+    from .server.run import issuer_change
+
+    change = issuer_change(ledger_path(), issuer)
+    if change is not None:
+        confirm(f"change the ledger's issuer from {change[0]} to {change[1]} (clients must then use "
+                "the new URL; tokens issued before keep verifying until they expire)", yes)
     try:
-        serve(ledger_path(), host, port, issuer, rate_limit=rate_limit or DEFAULT_RATE_LIMIT,
-              max_body=max_body or DEFAULT_MAX_BODY, access_log=not quiet)
+        serve(ledger_path(), host, port, issuer, change_issuer=change is not None,
+              allowed_hosts=allowed_hosts, rate_limit=rate_limit or DEFAULT_RATE_LIMIT,
+              max_body=max_body or DEFAULT_MAX_BODY, access_log=not quiet, open_consent=open_consent)
     except OSError as exc:
-        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise CliError(exc.strerror or str(exc)) from None

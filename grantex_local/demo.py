@@ -158,17 +158,29 @@ def _inbox(gx: Grantex, roster: dict[str, Agent], cast: Cast) -> None:
     gx.agents.suspend(triage.id)
 
 
-def _partner(ledger: Ledger, cast: Cast) -> None:
-    """A non-sandbox developer whose request waits for the local human."""
+PENDING_REQUEST_TTL = 7 * DAY
+"""The demo's consent request waits a week (a real one waits 10 minutes): long enough to try."""
+
+
+def _partner(ledger: Ledger, cast: Cast) -> str:
+    """A non-sandbox developer whose request waits for the local human; returns the request id."""
     partner = developers.create_developer(ledger, PARTNER, sandbox=False)
     gx = Grantex(ledger, developer_id=partner.id)
     name, description, scopes = PARTNER_AGENT
     agent = gx.agents.register(name=name, description=description, scopes=scopes)
-    gx.authorize(agent_id=agent.id, user_id=cast.partner_customer, scopes=scopes, expires_in="8h")
+    request = authorization.authorize(ledger, partner.id, agent_id=agent.id,
+                                      principal_id=cast.partner_customer, scopes=scopes,
+                                      expires_in="8h", request_ttl=PENDING_REQUEST_TTL)
+    return request.request_id
 
 
-def run_demo(path: str | os.PathLike[str], seed: int = 0, force: bool = False) -> list[str]:
-    """Build the demo ledger at ``path`` and return a short walk-through to print."""
+def run_demo(path: str | os.PathLike[str], seed: int = 0, force: bool = False,
+             program: str = "grantex-local") -> list[str]:
+    """Build the demo ledger at ``path`` and return a short walk-through to print.
+
+    ``program`` is how the caller's shell runs the CLI (``grantex-local``, or a path to it when
+    it is not on PATH): every command the walk-through prints must run verbatim.
+    """
     target = Path(path)
     _make_room(target, force)
     cast = choose_cast(seed)
@@ -188,11 +200,12 @@ def run_demo(path: str | os.PathLike[str], seed: int = 0, force: bool = False) -
         _research(gx, roster, cast, cast.researcher)
         gx.grants.revoke(_research(gx, roster, cast, cast.second_researcher).grant_id)
         _inbox(gx, roster, cast)
-        _partner(ledger, cast)
-        return walkthrough(ledger, seed, trip, len(gx.policies.list().policies))
+        request_id = _partner(ledger, cast)
+        return walkthrough(ledger, seed, trip, len(gx.policies.list().policies), request_id, program)
 
 
-def walkthrough(ledger: Ledger, seed: int, trip: ExchangeTokenResponse, policy_count: int) -> list[str]:
+def walkthrough(ledger: Ledger, seed: int, trip: ExchangeTokenResponse, policy_count: int,
+                request_id: str, program: str = "grantex-local") -> list[str]:
     """What was made, and commands to try on it (with this ledger's real path and a real token)."""
     all_grants = grants.list_grants(ledger, None)
     status = Counter(g.status for g in all_grants)
@@ -200,7 +213,7 @@ def walkthrough(ledger: Ledger, seed: int, trip: ExchangeTokenResponse, policy_c
     suspended = sum(a.status == "suspended" for a in all_agents)
     pending = len(authorization.list_requests(ledger, None))
     depth = max(g.delegation_depth for g in all_grants)
-    cmd = f"grantex-local --ledger {shlex.quote(ledger.path)}"
+    cmd = f"{program} --ledger {shlex.quote(ledger.path)}"
     return [
         f"Demo ledger written to {ledger.path} (seed {seed}).",
         f"Created {len(all_agents)} agents ({suspended} suspended) for "
@@ -211,8 +224,10 @@ def walkthrough(ledger: Ledger, seed: int, trip: ExchangeTokenResponse, policy_c
         "Try next:",
         "  # the delegation trees, with a revoked branch and an expired trip",
         f"  {cmd} grants tree",
-        "  # acme-labs' request waits for you here (requests expire after 10 minutes)",
+        f"  # {PARTNER} is not a sandbox developer: its request waits for a person (this one for",
+        "  # a week; real ones for 10 minutes). See it, then approve it: the code is single-use",
         f"  {cmd} consent list",
+        f"  {cmd} consent approve {request_id}",
         "  # a live token the demo minted for the travel booker",
         f"  {cmd} tokens verify {trip.grant_token}",
         "  # the blast radius of revoking that trip, then a confirmation prompt",

@@ -68,7 +68,7 @@ def world(ledger: str) -> World:
     with Grantex(ledger, create=False) as gx:
         agent = gx.agents.register(name="planner",
                                    scopes=["calendar:read", "files:read", "payments:initiate:max_500"])
-        helper = gx.agents.register(name="helper", scopes=[])
+        helper = gx.agents.register(name="helper", scopes=["calendar:read", "payments:initiate"])
         sleepy = gx.agents.register(name="sleepy", scopes=["calendar:read"])
         gx.agents.suspend(sleepy.id)
         request = gx.authorize(agent_id=agent.id, user_id="user_alice",
@@ -639,7 +639,7 @@ def test_the_command_set() -> None:
         *(f"grants {c}" for c in ("list", "show", "tree", "revoke", "delegate")),
         *(f"policies {c}" for c in ("create", "list", "show", "update", "delete")),
         *(f"keys {c}" for c in ("rotate", "jwks", "list")),
-        *(f"developers {c}" for c in ("list", "create", "create-key")),
+        *(f"developers {c}" for c in ("list", "create", "create-key", "list-keys", "revoke-key")),
         *(f"audit {c}" for c in ("list", "show", "log", "verify", "checkpoint", "checkpoints", "prove",
                                  "verify-proof", "public-key")),
         "export", "verify-export", "tui", "serve",
@@ -729,3 +729,24 @@ def test_a_ledger_refused_for_its_issuer_leaves_no_file(tmp_path: Path) -> None:
 def test_config_get_of_an_unknown_key_is_a_clean_error(ledger: str) -> None:
     # Ledger.setting() raises a bare KeyError for an unknown key, not a GrantexLocalError.
     assert "bogus" in fails(2, "--ledger", ledger, "config", "get", "bogus").stderr
+
+
+# ── --get: one field for shell scripts ──────────────────────────────────────
+
+
+def test_get_prints_one_field_and_reaches_into_lists(world: World) -> None:
+    shown = ok("--ledger", world.path, "agents", "show", world.agent, "--get", "id")
+    assert shown.stdout == f"{world.agent}\n"
+    first = ok("--ledger", world.path, "agents", "list", "--get", "agents.0.name").stdout.strip()
+    assert first in {"planner", "helper", "sleepy"}
+    scopes = json.loads(ok("--ledger", world.path, "agents", "show", world.agent, "--get", "scopes").stdout)
+    assert "calendar:read" in scopes
+    grant = ok("--ledger", world.path, "tokens", "decode", world.root.grant_token, "--get", "claims.grnt")
+    assert grant.stdout.strip() == world.root.grant_id
+
+
+def test_get_names_the_fields_that_exist_when_one_is_missing(world: World) -> None:
+    missing = fails(2, "--ledger", world.path, "agents", "show", world.agent, "--get", "nope")
+    assert "no field 'nope'" in missing.stderr and "scopes" in missing.stderr
+    beyond = fails(2, "--ledger", world.path, "agents", "list", "--get", "agents.99.id")
+    assert "'99' is not an index of a list of 4 item(s)" in beyond.stderr  # the partner's too

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from grantex_local import Ledger, agents, authorization, developers, errors, grants, policies, tokens
 from grantex_local.cli import cli
+from grantex_local.clock import parse_iso
 from grantex_local.demo import choose_cast, run_demo
 
 
@@ -62,6 +63,8 @@ def test_demo_has_every_state(demo: tuple[Path, list[str]]) -> None:
 
         pending = authorization.list_requests(ledger, None)
         assert len(pending) == 1
+        # long enough to try after the demo (a real request waits 10 minutes)
+        assert parse_iso(pending[0].expires_at) - ledger.now() > 6 * 86400
         partner = developers.get_developer(ledger, pending[0].developer_id)
         assert (partner.name, partner.sandbox) == ("acme-labs", False)
 
