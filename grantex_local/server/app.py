@@ -42,7 +42,7 @@ DEFAULT_MAX_BODY = 1024 * 1024
 """Bytes; the largest legitimate body (an audit entry's metadata) is 64 KiB."""
 
 DESCRIPTION = """\
-The Grantex REST API (PROTOCOL §13) served by grantex-local over one SQLite ledger.
+The Grantex REST API (docs/protocol.md §9 in the grantex-local repository) served over one SQLite ledger.
 
 Every `/v1/*` route except the consent routes needs `Authorization: Bearer <API key>`
 (create one with `grantex-local developers create-key`). Errors are

@@ -128,7 +128,7 @@ def banner(*, base: str, issuer: str, ledger_path: str, host: str, previous: str
         f"  docs     {base}/docs   (OpenAPI at {base}/openapi.json)",
         f"  API key  grantex-local developers create-key --ledger {ledger_path}",
         "           (the default developer is a sandbox one: authorize answers with a code at once;",
-        "           other developers' requests wait for a person at the consentUrl, PROTOCOL §5)",
+        "           other developers' requests wait for a person at the consentUrl)",
     ]
     if previous is not None:
         lines.append(f"  note     the issuer changed from {previous}; tokens issued under it keep verifying")
