@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         TokenExpired,
         TokenInvalid,
     )
-    from .ledger import Ledger
+    from .founding import Ledger
     from .models import (
         Agent,
         AuthorizationRequest,
@@ -89,7 +89,7 @@ _SOURCES: dict[str, tuple[str, ...]] = {
         "NotALedger", "NotFound", "PassphraseError", "PolicyDenied", "RefreshTokenReused", "SchemaTooNew",
         "ScopeNotCovered", "TokenExpired", "TokenInvalid",
     ),
-    "ledger": ("Ledger",),
+    "founding": ("Ledger",),
     "models": (
         "Agent", "AuthorizationRequest", "AuthorizeParams", "ConsentDecision", "CreatePolicyParams",
         "DelegateParams", "ExchangeTokenParams", "ExchangeTokenResponse", "Grant", "ListGrantsParams",

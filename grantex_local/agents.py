@@ -23,7 +23,7 @@ from .scopes import normalize_scopes
 from .text import check_name, check_text
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from .founding import Ledger
 
 STATUSES = ("active", "suspended", "deleted")
 MAX_NAME = 200

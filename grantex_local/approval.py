@@ -31,7 +31,7 @@ from .clock import iso
 from .principals import verify_session
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from .founding import Ledger
 
 KEY_NAME = "approval_code_key"
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford: no I, L, O, U to misread

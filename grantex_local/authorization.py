@@ -24,7 +24,7 @@ from .scopes import describe, normalize_scopes, uncovered
 from .text import check_name, check_text
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from .founding import Ledger
 
 REQUEST_TTL = 600
 CODE_TTL = 600

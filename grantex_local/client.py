@@ -8,6 +8,7 @@ official ``grantex`` package are accepted too: they are read by attribute.
 
 from __future__ import annotations
 
+import builtins
 import os
 from typing import Any
 
@@ -25,7 +26,7 @@ from .audit.chain import ChainReport
 from .clock import Clock
 from .developers import default_developer
 from .errors import InvalidInput
-from .ledger import Ledger
+from .founding import Ledger
 from .models import (
     Agent,
     AuditEntry,
@@ -70,7 +71,7 @@ class AgentsClient:
                                                             status=status)))
 
     def update(self, agent_id: str, *, name: str | None = None, description: str | None = None,
-               scopes: list[str] | None = None, redirect_uris: list[str] | None = None,
+               scopes: builtins.list[str] | None = None, redirect_uris: builtins.list[str] | None = None,
                status: str | None = None) -> Agent:
         return _agents.update(self._gx.ledger, self._gx.developer_id, agent_id, name=name,
                               description=description, scopes=scopes,
@@ -176,10 +177,10 @@ class GrantsClient:
             expires_in=_param(params, "expires_in", kwargs),
         )
 
-    def tree(self, grant_id: str | None = None) -> list[dict[str, Any]]:
+    def tree(self, grant_id: str | None = None) -> builtins.list[dict[str, Any]]:
         return _grants.tree(self._gx.ledger, self._gx.developer_id, grant_id)
 
-    def ancestors(self, grant_id: str) -> list[Grant]:
+    def ancestors(self, grant_id: str) -> builtins.list[Grant]:
         self.get(grant_id)
         return _grants.ancestors(self._gx.ledger, grant_id)
 
@@ -268,7 +269,7 @@ class AuditClient:
     def checkpoint(self) -> dict[str, Any]:
         return _checkpoints.create(self._gx.ledger, self._gx.developer_id)
 
-    def checkpoints(self) -> list[dict[str, Any]]:
+    def checkpoints(self) -> builtins.list[dict[str, Any]]:
         return _checkpoints.list_checkpoints(self._gx.ledger, self._gx.developer_id)
 
     def prove(self, entry_id: str) -> dict[str, Any]:

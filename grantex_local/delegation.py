@@ -19,7 +19,7 @@ from .models import ExchangeTokenResponse
 from .scopes import normalize_scopes, uncovered
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from .founding import Ledger
 
 DEFAULT_EXPIRES_IN = "1h"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from . import agents, authorization, developers, errors, grants
 from .client import Grantex
 from .clock import system_clock
-from .ledger import Ledger
+from .founding import Ledger
 from .models import Agent, ExchangeTokenResponse
 
 DAY = 86400

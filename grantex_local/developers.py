@@ -20,7 +20,7 @@ from .ids import new_id, new_secret
 from .text import check_name
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from .ledger import LedgerFile
 
 API_KEY_PREFIX = "gxl_"
 
@@ -71,25 +71,25 @@ def insert_default_developer(conn: sqlite3.Connection, now: str) -> str:
     return dev_id
 
 
-def default_developer(ledger: Ledger) -> Developer:
+def default_developer(ledger: LedgerFile) -> Developer:
     row = ledger.query_one("SELECT * FROM developers WHERE is_default = 1")
     if row is None:
         raise errors.LedgerCorrupt(f"ledger {ledger.path} has no default developer")
     return _from_row(row)
 
 
-def get_developer(ledger: Ledger, developer_id: str) -> Developer:
+def get_developer(ledger: LedgerFile, developer_id: str) -> Developer:
     row = ledger.query_one("SELECT * FROM developers WHERE id = ?", (developer_id,))
     if row is None:
         raise errors.NotFound(f"developer {developer_id} not found")
     return _from_row(row)
 
 
-def list_developers(ledger: Ledger) -> list[Developer]:
+def list_developers(ledger: LedgerFile) -> list[Developer]:
     return [_from_row(r) for r in ledger.query("SELECT * FROM developers ORDER BY created_at, id")]
 
 
-def create_developer(ledger: Ledger, name: str, *, sandbox: bool = False) -> Developer:
+def create_developer(ledger: LedgerFile, name: str, *, sandbox: bool = False) -> Developer:
     if not isinstance(name, str) or not name.strip():
         raise errors.InvalidInput("developer name must not be empty")
     check_name(name, "developer name")
@@ -105,7 +105,7 @@ def create_developer(ledger: Ledger, name: str, *, sandbox: bool = False) -> Dev
     return get_developer(ledger, dev_id)
 
 
-def set_sandbox(ledger: Ledger, developer_id: str, sandbox: bool) -> Developer:
+def set_sandbox(ledger: LedgerFile, developer_id: str, sandbox: bool) -> Developer:
     with ledger.write() as conn:
         cur = conn.execute("UPDATE developers SET sandbox = ? WHERE id = ?", (int(sandbox), developer_id))
         if cur.rowcount == 0:
@@ -114,7 +114,7 @@ def set_sandbox(ledger: Ledger, developer_id: str, sandbox: bool) -> Developer:
     return get_developer(ledger, developer_id)
 
 
-def create_api_key(ledger: Ledger, developer_id: str, name: str = "") -> ApiKey:
+def create_api_key(ledger: LedgerFile, developer_id: str, name: str = "") -> ApiKey:
     """A new API key; the returned object is the only place the secret ever appears."""
     if not isinstance(name, str):
         raise errors.InvalidInput("API key name must be a string")
@@ -134,7 +134,7 @@ def create_api_key(ledger: Ledger, developer_id: str, name: str = "") -> ApiKey:
     return ApiKey(key_id, developer_id, secret, secret[:8], now)
 
 
-def developer_for_api_key(ledger: Ledger, secret: str) -> Developer:
+def developer_for_api_key(ledger: LedgerFile, secret: str) -> Developer:
     """The developer an API key belongs to; NotFound for unknown or revoked keys."""
     row = ledger.query_one(
         "SELECT d.* FROM api_keys k JOIN developers d ON d.id = k.developer_id "
@@ -177,7 +177,7 @@ def _key_from_row(row: sqlite3.Row) -> ApiKeyInfo:
                       row["revoked_at"])
 
 
-def list_api_keys(ledger: Ledger, developer_id: str | None = None) -> list[ApiKeyInfo]:
+def list_api_keys(ledger: LedgerFile, developer_id: str | None = None) -> list[ApiKeyInfo]:
     """Keys of one developer (None: of every developer), revoked ones included, oldest first.
 
     Revoked keys stay listed: someone checking which key leaked needs to see it is dead.
@@ -191,7 +191,7 @@ def list_api_keys(ledger: Ledger, developer_id: str | None = None) -> list[ApiKe
     return [_key_from_row(r) for r in rows]
 
 
-def get_api_key(ledger: Ledger, key_id: str) -> ApiKeyInfo:
+def get_api_key(ledger: LedgerFile, key_id: str) -> ApiKeyInfo:
     if not isinstance(key_id, str) or not key_id:
         raise errors.InvalidInput("API key id must be a non-empty string")
     row = ledger.query_one(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = ?", (key_id,))
@@ -200,7 +200,7 @@ def get_api_key(ledger: Ledger, key_id: str) -> ApiKeyInfo:
     return _key_from_row(row)
 
 
-def revoke_api_key(ledger: Ledger, key_id: str) -> ApiKeyInfo:
+def revoke_api_key(ledger: LedgerFile, key_id: str) -> ApiKeyInfo:
     """Revoke a key for good: the very next request made with it is refused (401).
 
     The server looks every request's key up in the file, so no restart or cache flush is

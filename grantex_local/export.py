@@ -58,7 +58,7 @@ from .errors import ChainBroken, InvalidInput
 from .text import escape_surrogates
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from .founding import Ledger
 
 FORMAT = "grantex-local-export"
 VERSION = 1
@@ -324,7 +324,7 @@ def _replaceable(out: Path, fmt: str) -> bool:
     if not any(out.iterdir()):
         return True
     try:
-        return json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("format") == fmt
+        return bool(json.loads((out / MANIFEST).read_text(encoding="utf-8")).get("format") == fmt)
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -758,7 +758,8 @@ def _hosted_preimage(name: str, position: int, entry: Any) -> tuple[str, str, st
         "agentId", "agentDid", "grantId", "principalId", "developerId", "action", "timestamp",
         "prevHash", "status")}}
     developer_id = fields["developerId"]
-    if not all(isinstance(fields[k], str) for k in _TEXT_FIELDS):
+    # developerId is one of the _TEXT_FIELDS; naming it again lets the type checker see it is a str.
+    if not isinstance(developer_id, str) or not all(isinstance(fields[k], str) for k in _TEXT_FIELDS):
         raise ExportInvalid(name, f"entry {position}: {', '.join(_TEXT_FIELDS)} must be strings")
     if not isinstance(entry.get("hash"), str):
         raise ExportInvalid(name, f"entry {position} ({entry_id}) has no hash")

@@ -18,7 +18,7 @@ from .clock import iso
 from .models import Grant, RevokeResult
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from .founding import Ledger
 
 STATUSES = ("active", "revoked", "expired")
 

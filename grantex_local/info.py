@@ -7,7 +7,8 @@ from typing import Any
 
 from .clock import iso
 from .developers import default_developer
-from .ledger import PAST_ISSUERS, Ledger
+from .founding import Ledger
+from .ledger import PAST_ISSUERS
 from .migrations import SCHEMA_VERSION
 
 

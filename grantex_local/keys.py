@@ -11,80 +11,28 @@ agent's DID document.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import sqlite3
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 
 from . import errors
 from .clock import iso
 
+# Key material lives one floor down (no ledger there); keys.X stays the public spelling.
+from .keymaterial import RSA_KEY_SIZE as RSA_KEY_SIZE
+from .keymaterial import NewKey as NewKey
+from .keymaterial import _serialize_private as _serialize_private
+from .keymaterial import generate_agent_key as generate_agent_key
+from .keymaterial import generate_signing_key as generate_signing_key
+from .keymaterial import load_private_key as load_private_key
+from .keymaterial import thumbprint as thumbprint
+
 if TYPE_CHECKING:
-    from .ledger import Ledger
-
-RSA_KEY_SIZE = 2048
-
-
-@dataclass(frozen=True)
-class NewKey:
-    kid: str
-    private_pem: bytes
-    encrypted: bool
-    public_jwk: dict[str, Any]
-
-
-def thumbprint(jwk: dict[str, Any]) -> str:
-    """RFC 7638 JWK thumbprint (SHA-256, base64url): the required members only, sorted."""
-    required = {"RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x"), "EC": ("crv", "kty", "x", "y")}
-    try:
-        members = {name: jwk[name] for name in required[jwk["kty"]]}
-    except KeyError as exc:
-        raise errors.InvalidInput(f"JWK is missing member {exc.args[0]!r}") from None
-    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
-    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
-
-
-def _serialize_private(key: Any, passphrase: str | None) -> tuple[bytes, bool]:
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase.encode())
-        if passphrase else serialization.NoEncryption()
-    )
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-    return pem, bool(passphrase)
-
-
-def load_private_key(pem: bytes, encrypted: bool, passphrase: str | None) -> Any:
-    """Parse a stored private key, decrypting with the passphrase when it is encrypted."""
-    if encrypted and not passphrase:
-        raise errors.PassphraseError(
-            "the ledger's private keys are encrypted: set GRANTEX_LOCAL_PASSPHRASE"
-        )
-    try:
-        return serialization.load_pem_private_key(
-            pem, password=passphrase.encode() if encrypted and passphrase else None
-        )
-    except (ValueError, TypeError):
-        raise errors.PassphraseError(
-            "cannot read the ledger's private key: wrong GRANTEX_LOCAL_PASSPHRASE?"
-        ) from None
-
+    from .ledger import LedgerFile
 
 # ── issuer signing keys ──────────────────────────────────────────────────────
-
-
-def generate_signing_key(passphrase: str | None) -> NewKey:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_SIZE)
-    jwk: dict[str, Any] = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
-    kid = thumbprint(jwk)
-    public_jwk = {"kty": "RSA", "n": jwk["n"], "e": jwk["e"], "alg": "RS256", "use": "sig", "kid": kid}
-    pem, encrypted = _serialize_private(key, passphrase)
-    return NewKey(kid, pem, encrypted, public_jwk)
 
 
 def insert_signing_key(conn: sqlite3.Connection, key: NewKey, now: str) -> None:
@@ -95,7 +43,7 @@ def insert_signing_key(conn: sqlite3.Connection, key: NewKey, now: str) -> None:
     )
 
 
-def rotate_signing_key(ledger: Ledger) -> dict[str, Any]:
+def rotate_signing_key(ledger: LedgerFile) -> dict[str, Any]:
     """Add a new signing key and retire the current one; returns ``{kid, retiredKids, rotatedAt}``."""
     fresh = generate_signing_key(ledger.passphrase_for_new_keys())
     now = iso(ledger.now())
@@ -114,7 +62,7 @@ def rotate_signing_key(ledger: Ledger) -> dict[str, Any]:
     return {"kid": fresh.kid, "retiredKids": [r["kid"] for r in old], "rotatedAt": now}
 
 
-def list_signing_keys(ledger: Ledger) -> list[dict[str, Any]]:
+def list_signing_keys(ledger: LedgerFile) -> list[dict[str, Any]]:
     rows = ledger.query(
         "SELECT k.kid, k.created_at, k.retired_at, k.encrypted, "
         "(SELECT max(t.expires_at) FROM tokens t WHERE t.kid = k.kid) AS last_expiry "
@@ -135,7 +83,7 @@ def list_signing_keys(ledger: Ledger) -> list[dict[str, Any]]:
     return out
 
 
-def jwks(ledger: Ledger, *, include_all: bool = False) -> dict[str, Any]:
+def jwks(ledger: LedgerFile, *, include_all: bool = False) -> dict[str, Any]:
     """The issuer JWKS: the active key plus retired keys with unexpired tokens.
 
     ``include_all`` keeps every key (the ledger's own verifier uses it: an
@@ -156,14 +104,6 @@ def jwks(ledger: Ledger, *, include_all: bool = False) -> dict[str, Any]:
 
 
 # ── agent keys and DID documents ─────────────────────────────────────────────
-
-
-def generate_agent_key(passphrase: str | None) -> NewKey:
-    key = ed25519.Ed25519PrivateKey.generate()
-    jwk: dict[str, Any] = OKPAlgorithm.to_jwk(key.public_key(), as_dict=True)
-    public_jwk = {"kty": "OKP", "crv": "Ed25519", "x": jwk["x"]}
-    pem, encrypted = _serialize_private(key, passphrase)
-    return NewKey(thumbprint(public_jwk), pem, encrypted, public_jwk)
 
 
 def import_agent_public_jwk(jwk: object) -> NewKey:

@@ -9,6 +9,13 @@ that a write that returned (a revocation above all) survives a power cut.
 
 sqlite3 errors never leave this module's boundary untranslated: callers see
 :class:`~grantex_local.errors.LedgerError` subclasses.
+
+This module is the floor the library stands on, so it imports nothing that keeps rows in the
+file: :class:`LedgerFile` knows the file, its connection, transactions, settings and the parsed
+keys it signs and verifies with. What a *new* ledger is made of (the default developer, the first
+signing key) and the audit entry every settings change leaves are the public
+:class:`grantex_local.founding.Ledger`'s, a subclass that stands on the developers, keys and
+audit-trail modules (which themselves only need this floor). See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -20,11 +27,14 @@ import sqlite3
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from . import errors
 from .clock import Clock, iso, system_clock
 from .migrations import SCHEMA_VERSION, apply_migrations
+
+if TYPE_CHECKING:
+    from .verify import Verifier
 
 APPLICATION_ID = 0x47784C64  # "GxLd": marks a SQLite file as a grantex-local ledger
 DEFAULT_PATH = "grantex.db"
@@ -41,7 +51,7 @@ SETTINGS_DEFAULTS: dict[str, str] = {
 }
 PAST_ISSUERS = "past_issuers"
 """The settings row (JSON) listing earlier issuers whose tokens may still be live. It is kept by
-:meth:`Ledger.set_setting` alone, in the transaction that changes the issuer, and is not a
+:meth:`LedgerFile.store_setting` alone, in the transaction that changes the issuer, and is not a
 setting anyone sets."""
 
 
@@ -69,12 +79,15 @@ def translate(exc: sqlite3.Error, path: str) -> errors.LedgerError:
 _UNENCODABLE = ("a lookup value contains a lone UTF-16 surrogate, which is not text "
                 "(send the character itself, not half of its surrogate pair)")
 
-class Ledger:
-    """An open ledger file.
+class LedgerFile:
+    """An open ledger file: connection, transactions, settings and the parsed signing keys.
 
-    ``create=True`` creates the file when missing (keys, default developer and
-    settings included); ``create=False`` refuses a missing path, which is what
-    the CLI wants for every command but ``init``.
+    ``create=True`` creates the file when missing; ``create=False`` refuses a missing path,
+    which is what the CLI wants for every command but ``init``. A new file is founded by
+    :meth:`_found`, which this class leaves to :class:`grantex_local.founding.Ledger` (the
+    class everyone opens ledgers with): on its own it refuses to make a ledger with no
+    developer or key, instead of leaving a half-made file that later opens as complete.
+    Library functions take a ``LedgerFile`` when they need no more than this.
     """
 
     def __init__(
@@ -96,7 +109,7 @@ class Ledger:
         # private key costs tens of milliseconds.
         self._signing_key: tuple[str, Any] | None = None
         self._signing_key_stamp: int | None = None
-        self._verifier: Any = None
+        self._verifier: Verifier | None = None
         self._verifier_stamp: int | None = None
         self.readonly = False
         self.created = False
@@ -192,13 +205,13 @@ class Ledger:
             self._initialise_or_upgrade(issuer)
 
     def _initialise_or_upgrade(self, issuer: str | None) -> None:
-        from . import keys  # the RSA key is made outside the lock: it takes a while
-
         try:
             self.conn.execute("PRAGMA journal_mode = WAL")
+            outside = self.conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
-        fresh_key = keys.generate_signing_key(self.passphrase)
+        # Slow preparation (an RSA key) happens outside the lock, and only for a new file.
+        materials = self._prepare_founding() if outside == 0 else None
         with self.write() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version >= SCHEMA_VERSION:
@@ -213,11 +226,21 @@ class Ledger:
                 conn.executemany(
                     "INSERT INTO settings (key, value) VALUES (?, ?)", settings.items()
                 )
-                from .developers import insert_default_developer
-
-                insert_default_developer(conn, now)
-                keys.insert_signing_key(conn, fresh_key, now)
+                if materials is None:  # not seen: versions only go up, so outside was 0 too
+                    materials = self._prepare_founding()
+                self._found(conn, now, materials)
         self.created = True
+
+    def _prepare_founding(self) -> object:
+        """What founding a new file needs that is slow to make, made before the write lock."""
+        return None
+
+    def _found(self, conn: sqlite3.Connection, now: str, materials: object) -> None:
+        """Write what a new ledger is made of besides its schema and settings, inside the
+        transaction that creates them. :class:`grantex_local.founding.Ledger` does it; here a new
+        file is refused (the transaction rolls back and a file this object made is removed)."""
+        raise errors.LedgerError(
+            f"no ledger at {self.path}: a new ledger is made by grantex_local.Ledger, not LedgerFile")
 
     # ── transactions ─────────────────────────────────────────────────────
 
@@ -291,7 +314,8 @@ class Ledger:
 
     def query_one(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> sqlite3.Row | None:
         try:
-            return self.conn.execute(sql, params).fetchone()
+            row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
+            return row
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
         except UnicodeEncodeError:
@@ -315,8 +339,9 @@ class Ledger:
                 f"unknown setting {key!r}; known: {', '.join(sorted(self.settings()))}")
         return SETTINGS_DEFAULTS[key]
 
-    def set_setting(self, key: str, value: str) -> str:
-        """Validate and store one setting; returns the stored text."""
+    def validate_setting(self, key: str, value: str) -> str:
+        """The text a setting would be stored as; InvalidInput for unknown keys and bad values.
+        Called before the write lock is taken, so bad input never waits for it."""
         if key == "issuer":
             value = validate_issuer(value)
         elif key == "max_delegation_depth":
@@ -329,24 +354,23 @@ class Ledger:
             raise errors.InvalidInput(
                 f"unknown setting {key!r}; known: issuer, max_delegation_depth, max_expires_in"
             )
-        from .audit.trail import record
-        from .developers import default_developer
-
-        metadata: dict[str, Any] = {"key": key, "value": value}
-        with self.write() as conn:
-            if key == "issuer":
-                previous = self._retire_issuer(conn, value)
-                if previous is not None:
-                    metadata["previous"] = previous
-            conn.execute(
-                "INSERT INTO settings (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
-            record(self, conn, default_developer(self).id, "grantex.settings.changed",
-                   metadata=metadata)
-        self._verifier = None
         return value
+
+    def store_setting(self, conn: sqlite3.Connection, key: str, value: str) -> str | None:
+        """Store one validated setting inside the caller's write transaction; returns the issuer
+        it replaced (None for other keys, or when the issuer does not change).
+
+        Not ``set_setting``: every change of a setting is recorded in the audit trail, which is
+        :meth:`grantex_local.founding.Ledger.set_setting`'s job, one floor up.
+        """
+        previous = self._retire_issuer(conn, value) if key == "issuer" else None
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+        self._verifier = None  # a rollback drops it again (write() forgets the keys)
+        return previous
 
     def _retire_issuer(self, conn: sqlite3.Connection, new: str) -> str | None:
         """Before the issuer becomes ``new``: put the current one on the past-issuer list, with
@@ -415,7 +439,7 @@ class Ledger:
 
     def signing_key(self) -> tuple[str, Any]:
         """(kid, private key object) of the active signing key."""
-        from . import keys
+        from .keymaterial import load_private_key  # not at the top: opening a file needs no crypto
 
         stamp = self.stamp()
         if self._signing_key is not None and stamp == self._signing_key_stamp:
@@ -427,23 +451,26 @@ class Ledger:
         if row is None:
             raise errors.LedgerCorrupt(f"ledger {self.path} has no active signing key")
         if self._signing_key is None or self._signing_key[0] != row["kid"]:
-            key = keys.load_private_key(bytes(row["private_pem"]), bool(row["encrypted"]),
-                                        self.passphrase)
+            key = load_private_key(bytes(row["private_pem"]), bool(row["encrypted"]), self.passphrase)
             self._signing_key = (row["kid"], key)
         self._signing_key_stamp = stamp
         return self._signing_key
 
-    def verifier(self) -> Any:
-        """The offline verifier for this ledger's own keys and issuer (cached)."""
+    def verifier(self) -> Verifier:
+        """The offline verifier for this ledger's own keys and issuer (cached).
+
+        It holds every key the ledger ever had (``keys.jwks(include_all=True)``): an expired
+        token must fail as expired, not as an unknown kid."""
         stamp = self.stamp()
         if self._verifier is not None and stamp == self._verifier_stamp:
             return self._verifier
-        from .keys import jwks
         from .verify import Verifier
 
         issuers = self.accepted_issuers()  # another process may have changed them
         if self._verifier is None or self._verifier.issuers != issuers:
-            self._verifier = Verifier(jwks(self, include_all=True), issuer=issuers, clock=self.clock)
+            rows = self.query("SELECT public_jwk FROM signing_keys ORDER BY created_at DESC")
+            every_key = {"keys": [json.loads(r["public_jwk"]) for r in rows]}
+            self._verifier = Verifier(every_key, issuer=issuers, clock=self.clock)
         self._verifier_stamp = stamp
         return self._verifier
 
@@ -480,7 +507,7 @@ class Ledger:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> Ledger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -535,3 +562,4 @@ def _int_in_range(name: str, value: object, low: int, high: int) -> int:
     if not low <= number <= high:
         raise errors.InvalidInput(f"{name} must be between {low} and {high}, not {number}")
     return number
+

@@ -4,7 +4,9 @@ Each migration is a function registered with :func:`migration`; the ones that
 have run are listed in ``_migrations`` and counted in ``PRAGMA user_version``.
 Opening a ledger compares ``user_version`` with :data:`SCHEMA_VERSION` (one
 cheap PRAGMA), so sqlite-utils is only imported when a file needs creating or
-upgrading: the command line stays fast.
+upgrading: the command line stays fast. Tables are named with ``db.table(name)`` rather
+than ``db[name]`` (which may also answer a view), so the type checker sees each one can be
+created and altered.
 """
 
 from __future__ import annotations
@@ -29,24 +31,24 @@ def m001_core(db: object) -> None:
     from sqlite_utils import Database
 
     assert isinstance(db, Database)
-    db["settings"].create({"key": str, "value": str}, pk="key", not_null={"value"})
-    db["developers"].create(
+    db.table("settings").create({"key": str, "value": str}, pk="key", not_null={"value"})
+    db.table("developers").create(
         {"id": str, "name": str, "sandbox": int, "is_default": int, "created_at": str},
         pk="id", not_null={"name", "sandbox", "is_default", "created_at"},
     )
-    db["api_keys"].create(
+    db.table("api_keys").create(
         {"id": str, "developer_id": str, "name": str, "key_hash": str, "prefix": str,
          "created_at": str, "revoked_at": str},
         pk="id", foreign_keys=[("developer_id", "developers", "id")],
         not_null={"developer_id", "key_hash", "prefix", "created_at"},
     )
-    db["api_keys"].create_index(["key_hash"], unique=True)
-    db["signing_keys"].create(
+    db.table("api_keys").create_index(["key_hash"], unique=True)
+    db.table("signing_keys").create(
         {"kid": str, "alg": str, "private_pem": bytes, "encrypted": int, "public_jwk": str,
          "created_at": str, "retired_at": str},
         pk="kid", not_null={"alg", "private_pem", "encrypted", "public_jwk", "created_at"},
     )
-    db["agents"].create(
+    db.table("agents").create(
         {"id": str, "developer_id": str, "did": str, "name": str, "description": str,
          "scopes": str, "redirect_uris": str, "status": str, "created_at": str,
          "updated_at": str, "status_changed_at": str},
@@ -54,15 +56,15 @@ def m001_core(db: object) -> None:
         not_null={"developer_id", "did", "name", "description", "scopes", "redirect_uris",
                   "status", "created_at", "updated_at"},
     )
-    db["agents"].create_index(["did"], unique=True)
-    db["agents"].create_index(["developer_id", "status"])
-    db["agent_keys"].create(
+    db.table("agents").create_index(["did"], unique=True)
+    db.table("agents").create_index(["developer_id", "status"])
+    db.table("agent_keys").create(
         {"agent_id": str, "kid": str, "public_jwk": str, "private_pem": bytes, "encrypted": int,
          "created_at": str, "retired_at": str},
         pk=("agent_id", "kid"), foreign_keys=[("agent_id", "agents", "id")],
         not_null={"public_jwk", "encrypted", "created_at"},
     )
-    db["auth_requests"].create(
+    db.table("auth_requests").create(
         {"id": str, "developer_id": str, "agent_id": str, "principal_id": str, "scopes": str,
          "expires_in": str, "redirect_uri": str, "state": str, "audience": str,
          "code_challenge": str, "code_challenge_method": str, "status": str,
@@ -73,9 +75,9 @@ def m001_core(db: object) -> None:
         not_null={"developer_id", "agent_id", "principal_id", "scopes", "expires_in", "status",
                   "created_at", "expires_at"},
     )
-    db["auth_requests"].create_index(["code_hash"], unique=True)
-    db["auth_requests"].create_index(["developer_id", "status"])
-    db["grants"].create(
+    db.table("auth_requests").create_index(["code_hash"], unique=True)
+    db.table("auth_requests").create_index(["developer_id", "status"])
+    db.table("grants").create(
         {"id": str, "developer_id": str, "agent_id": str, "principal_id": str, "scopes": str,
          "audience": str, "parent_grant_id": str, "parent_token_id": str,
          "delegation_depth": int, "auth_request_id": str, "issued_at": str,
@@ -86,20 +88,20 @@ def m001_core(db: object) -> None:
         not_null={"developer_id", "agent_id", "principal_id", "scopes", "delegation_depth",
                   "issued_at", "expires_at"},
     )
-    db["grants"].create_index(["parent_grant_id"])
-    db["grants"].create_index(["parent_token_id"])
-    db["grants"].create_index(["agent_id"])
-    db["grants"].create_index(["developer_id", "principal_id"])
-    db["tokens"].create(
+    db.table("grants").create_index(["parent_grant_id"])
+    db.table("grants").create_index(["parent_token_id"])
+    db.table("grants").create_index(["agent_id"])
+    db.table("grants").create_index(["developer_id", "principal_id"])
+    db.table("tokens").create(
         {"jti": str, "grant_id": str, "kid": str, "issued_at": str, "expires_at": str,
          "revoked_at": str, "refresh_hash": str, "refresh_used_at": str},
         pk="jti", foreign_keys=[("grant_id", "grants", "id")],
         not_null={"grant_id", "kid", "issued_at", "expires_at"},
     )
-    db["tokens"].create_index(["grant_id"])
-    db["tokens"].create_index(["kid", "expires_at"])
-    db["tokens"].create_index(["refresh_hash"], unique=True)
-    db["policies"].create(
+    db.table("tokens").create_index(["grant_id"])
+    db.table("tokens").create_index(["kid", "expires_at"])
+    db.table("tokens").create_index(["refresh_hash"], unique=True)
+    db.table("policies").create(
         {"id": str, "developer_id": str, "name": str, "effect": str, "priority": int,
          "agent_id": str, "principal_id": str, "scopes": str, "time_window": str,
          "created_at": str, "updated_at": str},
@@ -131,23 +133,23 @@ def m002_audit(db: object) -> None:
         "CREATE TABLE audit_entries (\n  seq INTEGER NOT NULL,\n  preimage TEXT NOT NULL,\n"
         f"  hash TEXT NOT NULL,\n{generated}\n)"
     )
-    db["audit_entries"].create_index(["developer_id", "seq"], unique=True)
-    db["audit_entries"].create_index(["id"], unique=True)
-    db["audit_entries"].create_index(["developer_id", "agent_id", "seq"])
-    db["audit_entries"].create_index(["grant_id", "seq"])
-    db["audit_entries"].create_index(["developer_id", "action", "seq"])
-    db["audit_entries"].create_index(["developer_id", "timestamp"])
+    db.table("audit_entries").create_index(["developer_id", "seq"], unique=True)
+    db.table("audit_entries").create_index(["id"], unique=True)
+    db.table("audit_entries").create_index(["developer_id", "agent_id", "seq"])
+    db.table("audit_entries").create_index(["grant_id", "seq"])
+    db.table("audit_entries").create_index(["developer_id", "action", "seq"])
+    db.table("audit_entries").create_index(["developer_id", "timestamp"])
     db.execute(
         "CREATE TABLE audit_merkle (developer_id TEXT NOT NULL, level INTEGER NOT NULL, "
         "idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (developer_id, level, idx)) WITHOUT ROWID"
     )
-    db["audit_checkpoints"].create(
+    db.table("audit_checkpoints").create(
         {"id": str, "developer_id": str, "size": int, "root_hash": str, "head_entry_id": str,
          "head_hash": str, "head_timestamp": str, "timestamp": str, "note": str},
         pk="id", not_null={"developer_id", "size", "root_hash", "timestamp", "note"},
     )
-    db["audit_checkpoints"].create_index(["developer_id", "size"])
-    db["checkpoint_keys"].create(
+    db.table("audit_checkpoints").create_index(["developer_id", "size"])
+    db.table("checkpoint_keys").create(
         {"name": str, "public_key": bytes, "private_pem": bytes, "encrypted": int, "created_at": str},
         pk="name", not_null={"public_key", "private_pem", "encrypted", "created_at"},
     )
@@ -188,13 +190,13 @@ def m004_consent_channel_and_approval_key(db: object) -> None:
     from sqlite_utils import Database
 
     assert isinstance(db, Database)
-    db["auth_requests"].add_column("decision_channel", str)
+    db.table("auth_requests").add_column("decision_channel", str)
     for channel, condition in (("policy", "decided_by LIKE 'policy:%'"),
                                ("sandbox", "decided_by = 'sandbox'"),
                                ("sandbox-api", "decided_by = 'sandbox api'"),
                                ("consent-page/open", "decided_by = 'consent page'")):
         db.execute(f"UPDATE auth_requests SET decision_channel = ? WHERE {condition}", [channel])
-    db["local_secrets"].create({"name": str, "secret": bytes, "created_at": str}, pk="name",
+    db.table("local_secrets").create({"name": str, "secret": bytes, "created_at": str}, pk="name",
                                not_null={"secret", "created_at"})
     db.execute("INSERT INTO local_secrets (name, secret, created_at) VALUES ('approval_code_key', ?, ?)",
                [secrets.token_bytes(32), iso(system_clock())])
@@ -209,7 +211,7 @@ def apply_migrations(conn: sqlite3.Connection, current_version: int) -> None:
 
     db = Database(conn)
     if "_migrations" not in db.table_names():
-        db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
+        db.table("_migrations").create({"name": str, "applied_at": str}, pk="name")
     for index, (name, fn) in enumerate(_MIGRATIONS, start=1):
         if index <= current_version:
             continue

@@ -22,7 +22,7 @@ from .clock import iso
 from .models import VerifyTokenResponse
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from .founding import Ledger
 
 
 Link = tuple[str | None, str, str]
@@ -50,7 +50,7 @@ _ANCESTORS = (
 
 def chain(conn: sqlite3.Connection, grant_id: str) -> list[Link]:
     """The grant and all its ancestors, each as a :data:`Link`."""
-    return [tuple(r) for r in conn.execute(_ANCESTORS, (grant_id,))]  # type: ignore[misc]
+    return [tuple(r) for r in conn.execute(_ANCESTORS, (grant_id,))]
 
 
 def chain_problem(links: Sequence[Link], now_iso: str) -> str | None:
@@ -101,7 +101,7 @@ def verify_online(ledger: Ledger, token: str, developer_id: str | None = None,
             return VerifyTokenResponse(valid=False, reason="unknown_grant")
         links.append((parent_revoked_at, parent_expires_at, parent_status))
         if grandparent_id is not None:
-            links += [tuple(r) for r in ledger.query(_ANCESTORS, (grandparent_id,))]  # type: ignore[misc]
+            links += [tuple(r) for r in ledger.query(_ANCESTORS, (grandparent_id,))]
     problem = chain_problem(links, iso(ledger.now()))
     if problem is not None:
         return VerifyTokenResponse(valid=False, reason=problem)

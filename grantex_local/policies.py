@@ -25,7 +25,7 @@ from .scopes import normalize_scopes
 from .text import check_name, check_text
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from .founding import Ledger
 
 EFFECTS = {"allow": "allow", "deny": "deny", "auto_approve": "allow", "auto_deny": "deny"}
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")

@@ -31,7 +31,7 @@ from .developers import get_developer
 from .verify import ALGORITHM, MAX_TOKEN_LENGTH
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from .founding import Ledger
 
 PURPOSE = "principal_dashboard"
 DEFAULT_EXPIRES_IN = "1h"

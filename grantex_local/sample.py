@@ -58,7 +58,7 @@ from .client import Grantex
 from .clock import iso, parse_expires_in, parse_iso
 from .demo import _make_room
 from .export import export_bundle
-from .ledger import Ledger
+from .founding import Ledger
 from .models import ExchangeTokenResponse
 
 FORMAT = "grantex-local-sample"

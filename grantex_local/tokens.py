@@ -33,7 +33,7 @@ from .online import verify_online as verify_online
 from .verify import ALGORITHM, GRANT_CLAIM, TOKEN_TYPE
 
 if TYPE_CHECKING:
-    from .ledger import Ledger
+    from .founding import Ledger
 
 
 def new_refresh_token(now_ms: int) -> str:

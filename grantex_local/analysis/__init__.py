@@ -30,7 +30,8 @@ Metadata conventions the checks read (agents put them in ``audit.log(..., metada
 
 The Dataset's audit frame carries both as flattened ``scope`` and ``amount`` columns. The check →
 clause map (EU AI Act Art. 12, 14, 19; SOC 2 CC6, CC7) and every threshold are in :mod:`.checks`
-and :data:`CHECKS`; the on-disk formats in :mod:`.load` and :mod:`.parquet`.
+and :data:`CHECKS`; the frames' schema in :mod:`.frames`, the on-disk formats in :mod:`.sources` and
+:mod:`.parquet`.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ from .checks import (
     run_all,
 )
 from .findings import findings, write_findings
-from .load import SCHEMAS, Dataset, Integrity, load
+from .frames import SCHEMAS, Dataset, Integrity
+from .load import load
 from .parquet import export_parquet
 
 __all__ = [

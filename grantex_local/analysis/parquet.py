@@ -37,8 +37,8 @@ from ..audit.note import CheckpointInvalid
 from ..clock import iso
 from ..errors import ChainBroken, LedgerCorrupt
 from ..export import MANIFEST, SIGNATURE, file_sha256, write_signed_export
-from ..ledger import Ledger
-from .load import (
+from ..founding import Ledger
+from .frames import (
     AUDIT_SQL,
     CHUNK_ROWS,
     PARQUET_FORMAT,
@@ -338,7 +338,8 @@ def _check_manifest(
                 file=SIGNATURE,
             )
         )
-    listed = manifest.get("files") if isinstance(manifest.get("files"), dict) else {}
+    files = manifest.get("files")
+    listed = files if isinstance(files, dict) else {}
     for name in FILES:
         path = directory / name
         expected = listed.get(name)
@@ -441,9 +442,9 @@ def verify_parquet(directory: Path, verifier_key: str | None, checkpoints: pd.Da
                 )
             )
     declared = {c.get("developerId"): c for c in manifest.get("chains", []) if isinstance(c, dict)}
-    for developer_id, report in reports.items():
+    for developer_id, chain in reports.items():
         claim = declared.get(developer_id, {})
-        if (claim.get("entries"), claim.get("headHash")) != (report["entries"], report["headHash"]):
+        if (claim.get("entries"), claim.get("headHash")) != (chain["entries"], chain["headHash"]):
             problems.append(
                 problem(
                     "ExportInvalid",
@@ -451,7 +452,7 @@ def verify_parquet(directory: Path, verifier_key: str | None, checkpoints: pd.Da
                     None,
                     "export_invalid",
                     f"chain of developer {developer_id} is recorded as {claim} in {MANIFEST}, "
-                    f"the entries give {report['entries']} entries, head {report['headHash']}",
+                    f"the entries give {chain['entries']} entries, head {chain['headHash']}",
                     file=MANIFEST,
                 )
             )

@@ -21,8 +21,9 @@ from ..audit import chain as audit_chain
 from ..audit import checkpoints as audit_checkpoints
 from ..audit.note import CheckpointInvalid
 from ..errors import ChainBroken
-from ..ledger import DEFAULT_ISSUER, SETTINGS_DEFAULTS, Ledger
-from .load import (
+from ..founding import Ledger
+from ..ledger import DEFAULT_ISSUER, SETTINGS_DEFAULTS
+from .frames import (
     AUDIT_SQL,
     CHUNK_ROWS,
     Integrity,

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice, repeat
 from operator import getitem, le, lt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ..errors import ChainBroken, LedgerError
 from . import merkle
@@ -33,7 +33,7 @@ from .note import Checkpoint
 from .stored import stored_checkpoints
 
 if TYPE_CHECKING:
-    from ..ledger import Ledger
+    from ..founding import Ledger
 
 Row = tuple[int, str, str]
 """(seq, preimage text, stored hash)."""
@@ -54,6 +54,9 @@ _TAIL_SLICE = slice(-9 - len(_TAIL_LAYOUT), -9)
 _ID_SLICE = slice(7, 38)
 _STAMP_SLICE = slice(-9 - len(_TAIL_LAYOUT) + len(_TAIL), -9 - len(_TAIL_LAYOUT) + len(_TAIL) + 24)
 _LINK_SLICE = slice(-9 - 12 - 64, -9 - 12)
+# operator.getitem, typed for how it is used here: a slice of a str is a str (typeshed's overload
+# says Sequence[str]). Kept over str.__getitem__, which is twice as slow under map().
+_cut = cast("Callable[[str, slice], str]", getitem)
 _HEAD_LITERALS = [(i, c) for i, c in enumerate(_HEAD) if c != "\0"]
 _TAIL_LITERALS = [(i, c) for i, c in enumerate(_TAIL_LAYOUT) if c != "\0"]
 
@@ -217,8 +220,8 @@ class _Walk:
         sha256 = hashlib.sha256
         if [sha256(text.encode("utf-8")).hexdigest() for text in texts] != list(hashes):
             return None
-        heads = "".join(map(getitem, texts, repeat(_HEAD_SLICE)))
-        tails = "".join(map(getitem, texts, repeat(_TAIL_SLICE)))
+        heads = "".join(map(_cut, texts, repeat(_HEAD_SLICE)))
+        tails = "".join(map(_cut, texts, repeat(_TAIL_SLICE)))
         if len(heads) != len(_HEAD) * n or len(tails) != len(_TAIL_LAYOUT) * n:
             return None
         for joined, width, literals in ((heads, len(_HEAD), _HEAD_LITERALS),
@@ -226,13 +229,13 @@ class _Walk:
             for offset, char in literals:
                 if joined[offset::width] != char * n:
                     return None
-        ids = list(map(getitem, texts, repeat(_ID_SLICE)))
-        stamps = list(map(getitem, texts, repeat(_STAMP_SLICE)))
+        ids = list(map(_cut, texts, repeat(_ID_SLICE)))
+        stamps = list(map(_cut, texts, repeat(_STAMP_SLICE)))
         all_ids, all_stamps = "".join(ids), "".join(stamps)
         if '"' in all_ids or "\\" in all_ids or '"' in all_stamps or '"' in prev[1]:
             return None
         # Each entry links to the hash before it: the first to prev's, the others to the batch's own.
-        if "".join(map(getitem, texts, repeat(_LINK_SLICE))) != prev[1] + "".join(hashes[:-1]):
+        if "".join(map(_cut, texts, repeat(_LINK_SLICE))) != prev[1] + "".join(hashes[:-1]):
             return None
         if self.ordered_ids and not (prev[2] < ids[0] and all(map(lt, ids, islice(ids, 1, None)))):
             return None

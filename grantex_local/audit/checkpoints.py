@@ -33,7 +33,7 @@ from .stored import _key_row, key_name, origin
 from .trail import tree_node
 
 if TYPE_CHECKING:
-    from ..ledger import Ledger
+    from ..founding import Ledger
 
 
 class ProofInvalid(CheckpointInvalid):

@@ -18,7 +18,7 @@ from . import note
 from .note import Checkpoint, CheckpointInvalid
 
 if TYPE_CHECKING:
-    from ..ledger import Ledger
+    from ..founding import Ledger
 
 
 def key_name(ledger: Ledger) -> str:

@@ -29,7 +29,7 @@ from . import merkle
 from .hashing import canonical_object, js_string
 
 if TYPE_CHECKING:
-    from ..ledger import Ledger
+    from ..ledger import LedgerFile
 
 STATUSES = ("success", "failure", "blocked")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -75,7 +75,7 @@ class Appender:
     builds, byte for byte (the tests hold them together).
     """
 
-    def __init__(self, ledger: Ledger, conn: sqlite3.Connection, developer_id: str) -> None:
+    def __init__(self, ledger: LedgerFile, conn: sqlite3.Connection, developer_id: str) -> None:
         self.ledger = ledger
         self.conn = conn
         self.developer_id = developer_id
@@ -162,8 +162,11 @@ class Appender:
                 hash_hex = digest.hex()
                 if entries:
                     agent_id, agent_did, grant_id, principal_id, action, status = context
+                    # With entries=True every metadata is a dict (None only rides along when nothing
+                    # is reported); no check here, in the loop a bulk append spends its time in.
                     out.append(AuditEntry(entry_id, seq + 1, agent_id, agent_did, grant_id, principal_id,
-                                          developer_id, action, parsed, status, stamp, hash_hex, last_hash))
+                                          developer_id, action, parsed,  # type: ignore[arg-type]
+                                          status, stamp, hash_hex, last_hash))
                 texts.append(text)
                 hashes.append(hash_hex)
                 digests.append(digest)
@@ -246,7 +249,7 @@ def tree_node(conn: sqlite3.Connection, developer_id: str, level: int, index: in
     return merkle.root_of([merkle.leaf_hash(h) for h in hashes])
 
 
-def record(ledger: Ledger, conn: sqlite3.Connection, developer_id: str, action: str,
+def record(ledger: LedgerFile, conn: sqlite3.Connection, developer_id: str, action: str,
            **fields: Any) -> AuditEntry:
     """Write one lifecycle event in the caller's transaction."""
     appender = Appender(ledger, conn, developer_id)
@@ -267,7 +270,7 @@ class _Checker:
     object per item for the garbage collector to walk until it is written.
     """
 
-    def __init__(self, ledger: Ledger, developer_id: str) -> None:
+    def __init__(self, ledger: LedgerFile, developer_id: str) -> None:
         self.ledger = ledger
         self.developer_id = developer_id
         self.actions: set[str] = set()
@@ -343,7 +346,7 @@ class _Checker:
         return agent["did"], row["principal_id"]
 
 
-def log(ledger: Ledger, developer_id: str, **item: Any) -> AuditEntry:
+def log(ledger: LedgerFile, developer_id: str, **item: Any) -> AuditEntry:
     """Append one action (``agent_id, grant_id, action, status, metadata``) to the chain.
 
     Actions under a revoked or expired grant are recorded all the same: the
@@ -352,7 +355,7 @@ def log(ledger: Ledger, developer_id: str, **item: Any) -> AuditEntry:
     return log_many(ledger, developer_id, [item])[0]
 
 
-def log_many(ledger: Ledger, developer_id: str, items: Iterable[Mapping[str, Any]]) -> list[AuditEntry]:
+def log_many(ledger: LedgerFile, developer_id: str, items: Iterable[Mapping[str, Any]]) -> list[AuditEntry]:
     """Append many actions in one transaction: all of them or, on any bad item, none."""
     checker = _Checker(ledger, developer_id)
     for position, item in enumerate(items):
@@ -462,7 +465,7 @@ def entry_from_row(row: sqlite3.Row | tuple[Any, ...]) -> AuditEntry:
 
 
 def list_entries(
-    ledger: Ledger,
+    ledger: LedgerFile,
     developer_id: str | None,
     *,
     agent_id: str | None = None,
@@ -483,7 +486,8 @@ def list_entries(
     for name, value in (("developer id", developer_id), ("agent id", agent_id), ("grant id", grant_id),
                         ("principal id", principal_id), ("action", action)):
         check_optional_text(value, name)  # filters are looked up: SQLite cannot bind a lone surrogate
-    sql, params = f"{_SELECT} WHERE 1 = 1", []
+    sql = f"{_SELECT} WHERE 1 = 1"
+    params: list[str | int] = []
     for column, value in (("e.developer_id", developer_id), ("e.agent_id", agent_id),
                           ("e.grant_id", grant_id), ("e.principal_id", principal_id),
                           ("e.action", action), ("e.status", status)):
@@ -513,7 +517,7 @@ def _timestamp_bound(value: str, name: str) -> str:
     return iso(parsed.timestamp())
 
 
-def get_entry(ledger: Ledger, developer_id: str | None, entry_id: str) -> AuditEntry:
+def get_entry(ledger: LedgerFile, developer_id: str | None, entry_id: str) -> AuditEntry:
     if not isinstance(entry_id, str) or not entry_id:
         raise errors.InvalidInput("entry id must be a non-empty string")
     check_text(entry_id, "entry id")
@@ -524,7 +528,7 @@ def get_entry(ledger: Ledger, developer_id: str | None, entry_id: str) -> AuditE
     return entry
 
 
-def first_undecodable(ledger: Ledger, developer_id: str) -> int | None:
+def first_undecodable(ledger: LedgerFile, developer_id: str) -> int | None:
     """The seq of the first entry whose stored preimage is not UTF-8, if there is one.
 
     Such a row (only ever written behind the ledger's back) stops any query that reads its text
@@ -548,8 +552,9 @@ def first_undecodable(ledger: Ledger, developer_id: str) -> int | None:
 NOT_UTF8 = "the stored bytes are not UTF-8 text, which the ledger never writes"
 
 
-def count_entries(ledger: Ledger, developer_id: str | None = None) -> int:
+def count_entries(ledger: LedgerFile, developer_id: str | None = None) -> int:
     if developer_id is None:
-        return ledger.query_one("SELECT count(*) FROM audit_entries")[0]  # type: ignore[index]
-    return ledger.query_one("SELECT count(*) FROM audit_entries WHERE developer_id = ?",  # type: ignore[index]
-                            (developer_id,))[0]
+        row = ledger.query_one("SELECT count(*) FROM audit_entries")
+    else:
+        row = ledger.query_one("SELECT count(*) FROM audit_entries WHERE developer_id = ?", (developer_id,))
+    return int(row[0]) if row is not None else 0  # count(*) always answers one row

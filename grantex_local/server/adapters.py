@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 
 from .. import agents, errors, grants, tokens
-from ..ledger import Ledger
+from ..founding import Ledger
 
 
 def revocation_status(ledger: Ledger, developer_id: str, grant_id: str, jti: str | None) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, errors
-from ..ledger import Ledger, validate_issuer
+from ..founding import Ledger
+from ..ledger import validate_issuer
 from . import consent
 from .docs import install_docs
 from .errors import ApiError, on_api_error, on_http_error, on_library_error, on_validation_error

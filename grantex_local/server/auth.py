@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from .. import errors
 from ..client import Grantex
 from ..developers import Developer, developer_for_api_key, hash_secret
-from ..ledger import Ledger
+from ..founding import Ledger
 from .errors import ApiError
 from .middleware import RATE_KEY
 from .state import ServerState

@@ -47,7 +47,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import agents, approval, authorization, errors
 from ..clock import parse_iso
-from ..ledger import Ledger
+from ..founding import Ledger
 from ..models import AuthorizationRequest, ConsentDecision
 from ..text import escape
 from .auth import server_state

@@ -31,7 +31,8 @@ from urllib.parse import urlsplit
 import uvicorn
 
 from .. import errors
-from ..ledger import Ledger, validate_issuer
+from ..founding import Ledger
+from ..ledger import validate_issuer
 from .app import DEFAULT_MAX_BODY, DEFAULT_RATE_LIMIT, create_app
 from .middleware import allowed_host_names, is_loopback_host, normalise_host
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ledger import Ledger
+from ..founding import Ledger
 
 
 class LedgerPool:

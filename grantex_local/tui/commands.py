@@ -13,6 +13,9 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from .host import GrantexHost
+from .screens.main import MainScreen
+
 
 @dataclass(frozen=True)
 class PaletteCommand:
@@ -61,22 +64,17 @@ class GrantexCommands(Provider):
     """Offers :data:`PALETTE`; write commands are marked (and refused) in auditor mode."""
 
     def _title(self, command: PaletteCommand) -> str:
-        from .app import GrantexApp
-
         app = self.app
-        read_only = isinstance(app, GrantexApp) and app.data.read_only
+        read_only = isinstance(app, GrantexHost) and app.data.read_only
         return command.title + (" (disabled: read-only)" if command.writes and read_only else "")
 
     async def _run(self, command: PaletteCommand) -> None:
-        from .app import GrantexApp
-        from .screens.main import MainScreen
-
         app = self.app
         if command.action.startswith("app."):
             await app.run_action(command.action)
             return
         screen = app.screen
-        if isinstance(app, GrantexApp) and isinstance(screen, MainScreen):
+        if isinstance(app, GrantexHost) and isinstance(screen, MainScreen):
             await screen.run_command(command.action, command.tab)
 
     async def discover(self) -> Hits:

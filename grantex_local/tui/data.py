@@ -33,7 +33,7 @@ from ..audit import checkpoints as audit_checkpoints
 from ..audit import trail as audit_trail
 from ..clock import Clock, iso, parse_iso
 from ..developers import list_developers
-from ..ledger import Ledger
+from ..founding import Ledger
 from ..models import Agent, AuditEntry, AuthorizationRequest, ConsentDecision, Grant, RevokeResult
 from ..scopes import describe
 

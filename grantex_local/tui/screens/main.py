@@ -8,7 +8,7 @@ shown disabled and refuses to run.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.console import Group
 from rich.text import Text
@@ -31,6 +31,7 @@ from ..data import (
     TuiData,
 )
 from ..format import FilterError, describe_filter, parse_filter, plural, short_id, shown
+from ..host import GrantexHost
 from ..jobs import db_job
 from ..widgets import AuditView, ConsentInbox, DelegationTree, GrantDetailView, OverviewBar
 from ..widgets.audit import AUDIT_KEYS
@@ -40,9 +41,6 @@ from ..widgets.tree import NodeData
 from .code import CodeScreen
 from .confirm import ConfirmScreen, RevokeTokenScreen
 from .revoke import RevokeGrantScreen
-
-if TYPE_CHECKING:
-    from ..app import GrantexApp
 
 TREE_KEYS = ("principal", "agent", "status", "scope", "id")
 TABS = ("grants", "inbox", "audit")
@@ -97,10 +95,9 @@ class MainScreen(Screen[None]):
         self.detail: GrantDetail | None = None
 
     @property
-    def gx_app(self) -> GrantexApp:
-        from ..app import GrantexApp
-
-        assert isinstance(self.app, GrantexApp)
+    def gx_app(self) -> GrantexHost:
+        """The app this screen runs in, as far as the screen uses it (see :mod:`..host`)."""
+        assert isinstance(self.app, GrantexHost)
         return self.app
 
     # ── layout ───────────────────────────────────────────────────────────
@@ -133,7 +130,7 @@ class MainScreen(Screen[None]):
     # ── helpers ──────────────────────────────────────────────────────────
 
     @property
-    def tree(self) -> DelegationTree:
+    def tree(self) -> DelegationTree:  # type: ignore[override]  # Textual's DOMNode.tree is a debug view
         return self.query_one(DelegationTree)
 
     @property

@@ -184,7 +184,7 @@ class DelegationTree(Tree[NodeData]):
                 if child.data is not None and child.data.kind == "more":
                     child.remove()
         for item in page.items:
-            self._add_child(node, item)
+            self._add_item(node, item)
         data.loaded += len(page.items)
         data.total = page.total
         data.fetched = True
@@ -202,7 +202,8 @@ class DelegationTree(Tree[NodeData]):
     def _page_size(self, data: NodeData) -> int:
         return PRINCIPAL_PAGE if data.kind == "root" else GRANT_PAGE
 
-    def _add_child(self, parent: TreeNode[NodeData], item: PrincipalNode | GrantNode) -> None:
+    def _add_item(self, parent: TreeNode[NodeData], item: PrincipalNode | GrantNode) -> None:
+        # Not _add_child: that name is Textual's own (DOMNode._add_child mounts a widget).
         if isinstance(item, PrincipalNode):
             key = principal_key(item)
             child = parent.add(principal_label(item, self.filter), NodeData("principal", key, principal=item))

@@ -1,0 +1,88 @@
+"""``export`` and ``verify-export``: signed, self-contained bundles of a ledger, checked offline."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from .. import errors
+from . import (
+    CheckFailed,
+    echo_fields,
+    echo_json,
+    emit,
+    failed_checks,
+    failure_json,
+    json_option,
+    key_option,
+    ledger_option,
+    with_ledger,
+)
+
+if TYPE_CHECKING:
+    from ..founding import Ledger
+
+
+@click.command("export")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Replace an earlier export bundle at OUT.")
+@click.option("--format", "fmt", type=click.Choice(["bundle", "parquet"]), default="bundle",
+              show_default=True,
+              help="bundle: JSON Lines + CSV, checked by verify-export; parquet: one file per table "
+                   "for fast loading into pandas (grantex_local.analysis.load).")
+@json_option
+@failed_checks
+@with_ledger
+def export_command(ledger: Ledger, out: str, force: bool, fmt: str, as_json: bool) -> None:
+    """Write a signed, self-contained bundle of the ledger (no secrets) to directory OUT."""
+    from ..export import bundle_file_count, export_bundle
+
+    if fmt == "parquet":
+        from ..analysis.parquet import export_parquet  # pandas and pyarrow only on this path
+
+        written = export_parquet(ledger, out, force=force)
+        emit(as_json, written, lambda: click.echo(f"parquet export written to {written['path']}"))
+        return
+    manifest = export_bundle(ledger, out, force=force)
+
+    def human() -> None:
+        files = manifest["files"]
+        echo_fields([("bundle", manifest["path"]), ("ledger", manifest["ledgerId"]),
+                     ("created", manifest["createdAt"]), ("files", bundle_file_count(manifest)),
+                     *((name.removesuffix(".jsonl").replace("_", " "), files[name]["rows"])
+                       for name in files if name.endswith(".jsonl")),
+                     ("chains", len(manifest["chains"])), ("checkpoint key", manifest["checkpointKey"])])
+        click.echo(f"check it anywhere with: grantex-local verify-export {out} --key KEY", err=True)
+
+    emit(as_json, manifest, human)
+
+
+@click.command("verify-export")
+@click.argument("path", type=click.Path(exists=True))
+@key_option(False, "The public checkpoint key (text or file) obtained out of band (default: the key "
+                   "in the bundle, which only shows the bundle is self-consistent).")
+@json_option
+@ledger_option
+def verify_export(path: str, verifier_key: str | None, as_json: bool) -> None:
+    """Check an export bundle (or a hosted-service audit export) offline; exit 1 naming what is wrong."""
+    from ..audit.note import CheckpointInvalid
+    from ..export import ExportInvalid, verify_bundle
+
+    try:
+        summary = verify_bundle(path, verifier_key=verifier_key)
+    except (ExportInvalid, errors.ChainBroken, CheckpointInvalid) as exc:
+        if as_json:
+            echo_json(failure_json(exc))
+        raise CheckFailed(f"export does not verify: {exc.message}") from None
+    if summary.get("warning"):
+        click.echo(f"warning: {summary['warning']}", err=True)
+
+    def human() -> None:
+        click.echo(f"valid: {summary['entries']} audit entries in {len(summary['chains'])} chain(s)"
+                   + (f", {summary['files']} files" if "files" in summary else ""))
+        for chain in summary["chains"]:
+            click.echo(f"  {chain['developerId']}: {chain['entries']} entries, "
+                       f"head {chain['headHash'] or '-'}")
+
+    emit(as_json, summary, human)

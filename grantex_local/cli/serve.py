@@ -1,0 +1,57 @@
+"""``serve``: the REST API, the consent page and /docs over a ledger (FastAPI loads only when it runs)."""
+
+from __future__ import annotations
+
+import click
+
+from . import CliError, confirm, ledger_option, ledger_path, yes_option
+
+
+@click.command("serve")
+@click.option("--host", default=None,
+              help="Address to listen on (default: the issuer's host when the issuer is an http:// "
+                   "loopback URL, else 127.0.0.1). Does not change the issuer.")
+@click.option("--port", default=None, type=click.IntRange(0, 65535),
+              help="Port to listen on, 0 for any free one (default: the issuer's port when the "
+                   "issuer is an http:// loopback URL, else 8421). Does not change the issuer.")
+@click.option("--issuer", default=None, metavar="URL",
+              help="Change the ledger's issuer to URL first (asks for confirmation; --yes skips it). "
+                   "Tokens issued before keep verifying until they expire.")
+@yes_option
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="A Host name to answer besides loopback names and the issuer's host, e.g. this "
+                   "machine's LAN name (repeatable); other names get 421.")
+@click.option("--rate-limit", default=None, type=click.IntRange(min=1), metavar="N",
+              help="Requests per API key per minute (default 600).")
+@click.option("--max-body", default=None, type=click.IntRange(min=1), metavar="BYTES",
+              help="Largest request body accepted (default 1 MiB); larger ones get 413.")
+@click.option("--quiet", is_flag=True, help="No access log.")
+@click.option("--open-consent", is_flag=True,
+              help="Demo mode: the consent page decides without an approval code, so anyone who can "
+                   "open a consentUrl (the agent that asked, too) can approve it. Without it, the "
+                   "approval code of each waiting request is printed here.")
+@ledger_option
+def serve_command(host: str | None, port: int | None, issuer: str | None, yes: bool,
+                  allowed_hosts: tuple[str, ...], rate_limit: int | None, max_body: int | None,
+                  quiet: bool, open_consent: bool) -> None:
+    """Serve the Grantex REST API, the consent page and /docs over the ledger (Ctrl+C stops).
+
+    The ledger's issuer (`info` shows it) stays put: it is in every token, and clients must use
+    it as their base URL (the SDK checks tokens against the URL it is given; consentUrls start
+    with it). So the server listens where the issuer says. With --host/--port it listens there
+    instead, the issuer is unchanged and the banner says which URL clients must use; to move
+    the issuer, pass --issuer URL or run 'config set issuer URL'.
+    """
+    from ..server import DEFAULT_MAX_BODY, DEFAULT_RATE_LIMIT, serve  # FastAPI is imported only here
+    from ..server.run import issuer_change
+
+    change = issuer_change(ledger_path(), issuer)
+    if change is not None:
+        confirm(f"change the ledger's issuer from {change[0]} to {change[1]} (clients must then use "
+                "the new URL; tokens issued before keep verifying until they expire)", yes)
+    try:
+        serve(ledger_path(), host, port, issuer, change_issuer=change is not None,
+              allowed_hosts=allowed_hosts, rate_limit=rate_limit or DEFAULT_RATE_LIMIT,
+              max_body=max_body or DEFAULT_MAX_BODY, access_log=not quiet, open_consent=open_consent)
+    except OSError as exc:
+        raise CliError(exc.strerror or str(exc)) from None
