@@ -7,17 +7,9 @@ another port, and with a new issuer, and verifies over HTTP and with the officia
 
 from __future__ import annotations
 
-import queue
 import socket
 import sqlite3
-import subprocess
-import sys
-import threading
-import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +19,7 @@ import jwt
 import pytest
 from cli_helpers import fails, invoke, ok, ok_json
 from grantex._verify import clear_jwks_cache
-from helpers import MovableClock, dump, grant_for
+from helpers import CLI, MovableClock, dump, grant_for, server_process
 
 from grantex_local import (
     Grantex,
@@ -207,48 +199,6 @@ def test_whether_a_listener_serves_the_issuer() -> None:
 
 # ── the real server ─────────────────────────────────────────────────────────
 
-CLI = [sys.executable, "-c", "from grantex_local.cli import main; main()", "serve", "--quiet"]
-
-
-@dataclass
-class Served:
-    proc: subprocess.Popen[str]
-    base_url: str
-    banner: str
-
-
-@contextmanager
-def serving(path: Path, *args: str) -> Iterator[Served]:
-    """``grantex-local serve --ledger PATH ARGS`` until the block ends; the URL from its banner."""
-    proc = subprocess.Popen([*CLI, "--ledger", str(path), *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    threading.Thread(target=lambda: [lines.put(line.rstrip("\n")) for line in stdout], daemon=True).start()
-    banner: list[str] = []
-    try:
-        deadline = time.monotonic() + 30
-        while not banner or not banner[-1].startswith("Press Ctrl+C"):
-            assert time.monotonic() < deadline and proc.poll() is None, banner
-            try:
-                banner.append(lines.get(timeout=0.5))
-            except queue.Empty:
-                continue
-        base = next(line for line in banner if line.startswith("grantex-local server on ")).split(" on ")[1]
-        for _ in range(200):  # the banner precedes uvicorn's startup by a moment
-            try:
-                httpx.get(base + "/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        yield Served(proc, base, "\n".join(banner))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -289,16 +239,16 @@ def test_serving_on_another_port_keeps_earlier_and_new_tokens_verifying(tmp_path
         earlier = grant_for(gx, SCOPES).grant_token
 
     # no --port: the server listens where the issuer says, and the SDK verifies offline there
-    with serving(path) as server:
-        assert server.base_url == issuer and "the issuer stays" not in server.banner
+    with server_process(path, command=CLI, any_port=False) as server:
+        assert server.base_url == issuer and "the issuer stays" not in server.text
         assert verify_over_http(server.base_url, key, earlier)["valid"] is True
         assert sdk_offline(earlier, server.base_url).grant_id
 
     # another port: the issuer stays, the banner says which base URL clients must use
-    with serving(path, "--port", "0") as server:
+    with server_process(path, command=CLI) as server:
         assert server.base_url != issuer
-        assert f"the issuer stays {issuer}" in server.banner
-        assert f"Clients must use {issuer} as their base URL" in server.banner
+        assert f"the issuer stays {issuer}" in server.text
+        assert f"Clients must use {issuer} as their base URL" in server.text
         assert verify_over_http(server.base_url, key, earlier)["valid"] is True
         new = issue_over_http(server.base_url, key, "on another port")
         assert iss_of(new) == issuer
@@ -310,9 +260,9 @@ def test_serving_on_another_port_keeps_earlier_and_new_tokens_verifying(tmp_path
 
     # --issuer --yes: the explicit change; the server listens at the new issuer
     moved = f"http://127.0.0.1:{free_port()}"
-    with serving(path, "--issuer", moved, "--yes") as server:
+    with server_process(path, "--issuer", moved, "--yes", command=CLI, any_port=False) as server:
         assert server.base_url == moved
-        assert f"the issuer changed from {issuer}" in server.banner
+        assert f"the issuer changed from {issuer}" in server.text
         for token in (earlier, new):  # issued under the past issuer: still valid
             assert verify_over_http(server.base_url, key, token)["valid"] is True
         latest = issue_over_http(server.base_url, key, "after the move")

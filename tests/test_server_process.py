@@ -8,81 +8,21 @@ for a free port.
 from __future__ import annotations
 
 import itertools
-import queue
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from helpers import CLI, server_process
 
 from grantex_local import Grantex, Ledger, developers
 from grantex_local.ledger import DEFAULT_ISSUER
-
-
-@dataclass
-class ServerProcess:
-    proc: subprocess.Popen[str]
-    base_url: str
-    banner: list[str]
-    output: queue.Queue[str]
-
-    def rest(self, timeout: float = 10) -> list[str]:
-        lines, deadline = [], time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.output.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None and self.output.empty():
-                    break
-                continue
-            lines.append(line)
-        return lines
-
-
-MODULE = [sys.executable, "-m", "grantex_local.server", "--log-level", "warning", "--no-access-log"]
-CLI = [sys.executable, "-c", "from grantex_local.cli import main; main()", "serve", "--quiet"]
-
-
-@contextmanager
-def server_process(ledger: Path, *args: str, command: list[str] = MODULE) -> Iterator[ServerProcess]:
-    proc = subprocess.Popen([*command, "--ledger", str(ledger), "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    stdout = proc.stdout
-    threading.Thread(target=lambda: [lines.put(line.rstrip("\n")) for line in stdout], daemon=True).start()
-    banner: list[str] = []
-    try:
-        deadline = time.monotonic() + 20
-        while not banner or not banner[-1].startswith("Press Ctrl+C"):
-            assert time.monotonic() < deadline and proc.poll() is None, banner
-            try:
-                banner.append(lines.get(timeout=0.5))
-            except queue.Empty:
-                continue
-        start = next(i for i, line in enumerate(banner) if line.startswith("grantex-local server on"))
-        banner = banner[start:]
-        base = banner[0].split(" on ", 1)[1]
-        for _ in range(100):  # the banner precedes uvicorn's startup by a moment
-            try:
-                httpx.get(base + "/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        yield ServerProcess(proc, base, banner, lines)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
 
 
 @pytest.fixture
