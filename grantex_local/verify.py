@@ -269,10 +269,10 @@ class Verifier:
 
 
 def check_required_scopes(held: Iterable[str], required: Iterable[str]) -> None:
-    held_parsed = [parse_scope(s) for s in held]
+    held_parsed = [parse_scope(s, stored=True) for s in held]
     missing = []
     for scope in required:
-        wanted = parse_scope(scope)
+        wanted = parse_scope(scope, stored=True)
         if not any(covers(h, wanted) for h in held_parsed):
             missing.append(scope)
     if missing:
@@ -294,8 +294,11 @@ def _agree(standard: Any, legacy: Any, name: str) -> None:
 
 @functools.lru_cache(maxsize=4096)
 def _check_scope(text: str) -> None:
-    """parse_scope, remembered: the same few scopes appear in token after token."""
-    parse_scope(text)
+    """parse_scope, remembered: the same few scopes appear in token after token.
+
+    Read as stored: a token signed before the scope grammar was amended stays valid.
+    """
+    parse_scope(text, stored=True)
 
 
 def grant_from_claims(claims: Mapping[str, Any]) -> VerifiedGrant:

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grantex_local import InvalidScope, describe_scope
-from grantex_local.scopes import STANDARD_SCOPES, covers, normalize_scopes, parse_scope, uncovered
+from grantex_local.scopes import STANDARD_SCOPES, PlainScope, covers, normalize_scopes, parse_scope, uncovered
 
 
 @pytest.mark.parametrize(
@@ -23,11 +23,17 @@ def test_parse(text: str, parts: tuple[str, str, str | None]) -> None:
     assert str(scope) == text
 
 
-@pytest.mark.parametrize("text", ["", "read", "a:", ":b", "a::b", "a:b:", "a b:c", "a:b\t", "a:b\n",
-                                  "a:b:c:d", "é:read", 7, None, "x" * 300 + ":read"])
+@pytest.mark.parametrize("text", ["", "a b:c", "a:b\t", "a:b\n", "é:read", 7, None, "x" * 300 + ":read",
+                                  'a"b:c', "a:b\\c", "a:b\x7f"])
 def test_parse_rejects(text: object) -> None:
     with pytest.raises(InvalidScope):
         parse_scope(text)
+
+
+@pytest.mark.parametrize("text", ["read", "a:", ":b", "a::b", "a:b:", "a:b:c:d"])
+def test_other_scope_tokens_are_plain(text: str) -> None:
+    """Refused before issue 11; now legal RFC 6749 scope-tokens, matched only exactly."""
+    assert parse_scope(text) == PlainScope(text)
 
 
 def test_normalize_keeps_order_and_drops_duplicates() -> None:
@@ -59,7 +65,7 @@ def test_max_n_coverage_is_numeric(n: int, m: int) -> None:
     assert covers(parse_scope(f"a:b:max_{n}"), parse_scope(f"a:b:max_{m}")) is (m <= n)
 
 
-_part = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters=":"),
+_part = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters=':"\\'),
                 min_size=1, max_size=12)
 
 

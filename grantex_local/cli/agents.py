@@ -43,7 +43,7 @@ def agents_group() -> None:
 
 @agents_group.command("register")
 @click.argument("name")
-@scope_option(False, "A scope the agent may ask for (resource:action[:constraint]).")
+@scope_option(False, "A scope the agent may ask for: resource:action[:constraint] or plain (read).")
 @click.option("--description", default="", help="What the agent does (shown on consent screens).")
 @click.option("--redirect-uri", "redirect_uris", multiple=True, metavar="URL",
               help="A redirect URI the agent may use. Repeat for several.")

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ...errors import InvalidInput, InvalidScope
 from ...ledger import DEFAULT_MAX_DELEGATION_DEPTH
-from ...scopes import Scope, parse_scope, uncovered
+from ...scopes import AnyScope, Scope, parse_scope, uncovered
 from ..frames import Dataset, is_lifecycle
 
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -196,9 +196,9 @@ def _text(values: Any) -> str:
     return "" if values is None or (isinstance(values, float) and math.isnan(values)) else str(values)
 
 
-def _parse(text: str) -> Scope | None:
+def _parse(text: str) -> AnyScope | None:
     try:
-        return parse_scope(text)
+        return parse_scope(text, stored=True)
     except InvalidScope:
         return None
 
@@ -231,7 +231,10 @@ def _judge_scope(scope: Any, held: Any) -> tuple[str | None, float | None, str]:
         )
     if scope in held and used.max_amount is not None:
         return problem, float(used.max_amount), detail
-    same = [h for h in parsed_held if (h.resource, h.action) == (used.resource, used.action)]
+    if not isinstance(used, Scope):
+        return problem, None, detail  # a plain scope carries no amount
+    same = [h for h in parsed_held
+            if isinstance(h, Scope) and (h.resource, h.action) == (used.resource, used.action)]
     if not same or any(h.constraint is None for h in same):
         return problem, None, detail
     limits = [h.max_amount for h in same if h.max_amount is not None]
