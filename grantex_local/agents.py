@@ -14,7 +14,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from . import errors, keys
+from . import errors, events, keys
 from .audit.trail import record
 from .clock import iso
 from .ids import new_id
@@ -114,6 +114,7 @@ def register(
                agent_did="did:grantex:" + agent_id,
                metadata={"name": clean_name, "scopes": clean_scopes, "keyThumbprint": key.kid,
                          "ownKey": public_jwk is not None})
+        events.emit(ledger, conn, developer_id, "agent.registered", {"agentId": agent_id})
     return get(ledger, developer_id, agent_id)
 
 
@@ -209,9 +210,18 @@ def update(
             if edited:
                 record(ledger, conn, row["developer_id"], "grantex.agent.updated", **who,
                        metadata={"changed": edited})
+                events.emit(ledger, conn, row["developer_id"], "agent.updated", {"agentId": agent_id})
             if "status" in changes:
                 verb = "suspended" if status == "suspended" else "reactivated"
                 record(ledger, conn, row["developer_id"], f"grantex.agent.{verb}", **who)
+                # The grants live at this moment: the revocation feed turns them into
+                # "suspended"/"resumed" entries, each remembered until its expiry.
+                live = conn.execute(
+                    "SELECT id, expires_at FROM grants WHERE agent_id = ? AND revoked_at IS NULL "
+                    "AND expires_at > ? ORDER BY id", (agent_id, now)).fetchall()
+                events.emit(ledger, conn, row["developer_id"], f"agent.{verb}", {
+                    "agentId": agent_id,
+                    "grants": [{"grantId": g["id"], "expiresAt": g["expires_at"]} for g in live]})
     return get(ledger, developer_id, agent_id)
 
 
@@ -238,6 +248,7 @@ def delete(ledger: Ledger, developer_id: str | None, agent_id: str) -> None:
                      (now, agent_id))
         record(ledger, conn, row["developer_id"], "grantex.agent.deleted", agent_id=agent_id,
                agent_did=row["did"])
+        events.emit(ledger, conn, row["developer_id"], "agent.deleted", {"agentId": agent_id})
 
 
 def rotate_key(ledger: Ledger, developer_id: str | None, agent_id: str,

@@ -14,7 +14,7 @@ import re
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from . import agents, errors, policies
+from . import agents, errors, events, policies
 from .audit.trail import Appender, record
 from .clock import iso, parse_expires_in
 from .developers import get_developer, hash_secret
@@ -169,6 +169,10 @@ def authorize(
                       status="blocked" if status == "denied" else "success",
                       metadata={"authRequestId": request_id, "decidedBy": decided_by, "channel": channel})
         trail.flush()
+        if decided_by is not None:
+            events.emit(ledger, conn, developer_id, f"consent.{status}", {
+                "authRequestId": request_id, "agentId": agent.id, "principalId": principal,
+                "scopes": requested})
     if status == "denied" and policy is not None:
         raise errors.PolicyDenied(
             f"authorization denied by policy {policy.name!r} ({policy.id})", policy.id, request_id)
@@ -271,6 +275,9 @@ def _decide(ledger: Ledger, request_id: str, approve: bool, decided_by: str,
                principal_id=row["principal_id"],
                metadata={"authRequestId": request_id, "decidedBy": decided_by, "channel": channel,
                          "scopes": json.loads(row["scopes"])})
+        events.emit(ledger, conn, row["developer_id"], "consent.approved" if approve else "consent.denied",
+                    {"authRequestId": request_id, "agentId": row["agent_id"],
+                     "principalId": row["principal_id"], "scopes": json.loads(row["scopes"])})
     return ConsentDecision(request_id, "approved" if approve else "denied", code,
                            row["redirect_uri"], row["state"])
 

@@ -69,6 +69,7 @@ def delegate(
             "expires_at": iso(expires),
         }
         tokens.insert_grant(conn, grant)
+        tokens.emit_grant_created(ledger, conn, grant)
         issued = tokens.issue(ledger, conn, grant, agent_did=sub_agent.did,
                               parent_agent_did=parent["agent_did"])
         record(ledger, conn, developer_id, "grantex.grant.delegated", agent_id=sub_agent.id,

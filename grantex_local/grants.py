@@ -13,7 +13,7 @@ import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from . import errors
+from . import errors, events
 from .clock import iso
 from .models import Grant, RevokeResult
 
@@ -134,7 +134,7 @@ def revoke_subtrees(conn: sqlite3.Connection, root_ids: list[str], revoked_at: s
         f" SELECT id FROM grants WHERE id IN ({marks})"
         " UNION SELECT g.id FROM grants g JOIN tree t ON g.parent_grant_id = t.id"
         ") UPDATE grants SET revoked_at = ? WHERE id IN tree AND revoked_at IS NULL "
-        "RETURNING id, developer_id, agent_id, principal_id, parent_grant_id, delegation_depth",
+        "RETURNING id, developer_id, agent_id, principal_id, parent_grant_id, delegation_depth, expires_at",
         [*root_ids, revoked_at],
     ).fetchall()
 
@@ -164,7 +164,33 @@ def revoke_and_record(ledger: Ledger, conn: sqlite3.Connection, root_ids: list[s
         trail = Appender(ledger, conn, developer_id)
         trail.add_many(contexts, texts, [None] * len(texts), revoked_at, entries=False)
         trail.flush()
+    emit_revoked(ledger, conn, rows, root_ids)
     return [r["id"] for r in rows]
+
+
+def emit_revoked(ledger: Ledger, conn: sqlite3.Connection, rows: list[sqlite3.Row],
+                 root_ids: list[str]) -> None:
+    """One ``grant.revoked`` event per revoked root, listing the root first and then every
+    grant its cascade revoked now, each with its ``expiresAt``: the revocation feed and
+    webhooks need every grant id (a descendant gets no event of its own) and how long each
+    must be remembered. ``cascade`` says whether the operation reached beyond the root."""
+    if not rows:
+        return
+    by_id = {r["id"]: r for r in rows}
+    roots = set(root_ids)
+    groups: dict[str, list[sqlite3.Row]] = {}
+    for r in rows:
+        top, cursor = r["id"] if r["id"] in roots else None, r
+        while cursor["parent_grant_id"] in by_id:
+            cursor = by_id[cursor["parent_grant_id"]]
+            if cursor["id"] in roots:
+                top = cursor["id"]
+        groups.setdefault(top or next((i for i in root_ids if i in by_id), r["id"]), []).append(r)
+    for root, members in groups.items():
+        members.sort(key=lambda r: (r["id"] != root, r["delegation_depth"], r["id"]))
+        events.emit(ledger, conn, members[0]["developer_id"], "grant.revoked", {
+            "grantId": root, "cascade": len(members) > 1,
+            "revokedGrants": [{"grantId": r["id"], "expiresAt": r["expires_at"]} for r in members]})
 
 
 def revoke(ledger: Ledger, developer_id: str | None, grant_id: str) -> RevokeResult:

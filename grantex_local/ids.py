@@ -25,6 +25,9 @@ PREFIXES = {
     "developer": "dev_",
     "policy": "pol_",
     "api_key": "key_",
+    "event": "evt_",
+    "webhook": "wh_",
+    "webhook_delivery": "whd_",
 }
 
 

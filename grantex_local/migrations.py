@@ -202,6 +202,51 @@ def m004_consent_channel_and_approval_key(db: object) -> None:
                [secrets.token_bytes(32), iso(system_clock())])
 
 
+
+@migration
+def m005_events(db: object) -> None:
+    """The event outbox: every change the SSE stream, webhooks and the revocation feed report,
+    written in the transaction that makes the change, so no reader sees a change without its
+    event or an event for a change that rolled back. ``seq`` (AUTOINCREMENT: never reused, even
+    after deletes) is the cursor every consumer resumes from."""
+    from sqlite_utils import Database
+
+    assert isinstance(db, Database)
+    db.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, "
+               "developer_id TEXT NOT NULL, type TEXT NOT NULL, created_at TEXT NOT NULL, "
+               "body TEXT NOT NULL)")
+    db.execute("CREATE INDEX idx_events_developer_seq ON events (developer_id, seq)")
+
+
+@migration
+def m006_webhooks(db: object) -> None:
+    """Webhooks and their delivery log. The secret is stored as given (it signs every delivery,
+    so it cannot be hashed); exports never read these tables. ``start_seq`` is the outbox seq at
+    creation: a webhook hears only what happens after it exists. ``webhook_cursor`` is how far
+    the outbox has been turned into delivery rows; UNIQUE(webhook_id, event_seq) keeps a second
+    pass (another server process, a restart) from queueing an event twice."""
+    from sqlite_utils import Database
+
+    assert isinstance(db, Database)
+    db.execute("CREATE TABLE webhooks (id TEXT PRIMARY KEY, developer_id TEXT NOT NULL, "
+               "url TEXT NOT NULL, events TEXT NOT NULL, secret TEXT NOT NULL, "
+               "start_seq INTEGER NOT NULL, created_at TEXT NOT NULL, deleted_at TEXT)")
+    db.execute("CREATE INDEX idx_webhooks_developer ON webhooks (developer_id, deleted_at)")
+    db.execute("CREATE TABLE webhook_deliveries (id TEXT PRIMARY KEY, "
+               "webhook_id TEXT NOT NULL REFERENCES webhooks(id), event_seq INTEGER NOT NULL, "
+               "event_id TEXT NOT NULL, event_type TEXT NOT NULL, status TEXT NOT NULL "
+               "CHECK (status IN ('pending', 'delivered', 'failed')), attempts INTEGER NOT NULL, "
+               "max_attempts INTEGER NOT NULL, next_attempt_at REAL, lease_until REAL, "
+               "last_error TEXT, last_status INTEGER, created_at TEXT NOT NULL, delivered_at TEXT, "
+               "UNIQUE (webhook_id, event_seq))")
+    db.execute("CREATE INDEX idx_webhook_deliveries_due ON webhook_deliveries "
+               "(status, next_attempt_at) WHERE status = 'pending'")
+    db.execute("CREATE TABLE webhook_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), "
+               "seq INTEGER NOT NULL)")
+    db.execute("INSERT INTO webhook_cursor (id, seq) VALUES (1, "
+               "(SELECT COALESCE(MAX(seq), 0) FROM events))")
+
+
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from ulid import ULID
 
-from . import agents, errors, grants, online
+from . import agents, errors, events, grants, online
 from .audit.trail import record
 from .clock import iso, parse_expires_in, parse_iso
 from .developers import hash_secret
@@ -162,6 +162,10 @@ def issue(
         "VALUES (?, ?, ?, ?, ?, ?)",
         (jti, grant["id"], kid, iso(now), grant["expires_at"], hash_secret(refresh)),
     )
+    events.emit(ledger, conn, grant["developer_id"], "token.issued", {
+        "tokenId": jti, "grantId": grant["id"], "agentId": grant["agent_id"],
+        "principalId": grant["principal_id"], "scopes": list(grant["scopes"]),
+        "expiresAt": grant["expires_at"]})
     return PendingToken(jti, signature, grant, refresh)
 
 
@@ -174,6 +178,18 @@ def insert_grant(conn: sqlite3.Connection, grant: dict[str, Any]) -> None:
         ":expires_at)",
         dict(grant, scopes_json=json.dumps(list(grant["scopes"]))),
     )
+
+
+def emit_grant_created(ledger: Ledger, conn: sqlite3.Connection, grant: dict[str, Any]) -> None:
+    """The ``grant.created`` event for a grant just inserted (exchange and delegation), in the
+    same transaction; a delegated grant also names its depth and parent."""
+    data: dict[str, Any] = {
+        "grantId": grant["id"], "agentId": grant["agent_id"], "principalId": grant["principal_id"],
+        "scopes": list(grant["scopes"]), "expiresAt": grant["expires_at"]}
+    if grant.get("parent_grant_id") is not None:
+        data["delegationDepth"] = grant["delegation_depth"]
+        data["parentGrantId"] = grant["parent_grant_id"]
+    events.emit(ledger, conn, grant["developer_id"], "grant.created", data)
 
 
 def _pkce_matches(verifier: str, challenge: str) -> bool:
@@ -244,6 +260,7 @@ def exchange(
             "expires_at": iso(int(now) + seconds),
         }
         insert_grant(conn, grant)
+        emit_grant_created(ledger, conn, grant)
         issued = issue(ledger, conn, grant, agent_did=agent.did)
         record(ledger, conn, developer_id, "grantex.grant.issued", agent_id=agent_id,
                agent_did=agent.did, grant_id=grant_id, principal_id=grant["principal_id"],
@@ -261,13 +278,15 @@ def revoke_tokens(ledger: Ledger, conn: sqlite3.Connection, jtis: list[str], now
     marks = ",".join("?" * len(jtis))
     revoked = conn.execute(
         f"UPDATE tokens SET revoked_at = ? WHERE jti IN ({marks}) AND revoked_at IS NULL "
-        "RETURNING jti, grant_id", [now_iso, *jtis]).fetchall()
-    for jti, grant_id in revoked:
+        "RETURNING jti, grant_id, expires_at", [now_iso, *jtis]).fetchall()
+    for jti, grant_id, expires_at in revoked:
         g = conn.execute("SELECT developer_id, agent_id, principal_id FROM grants WHERE id = ?",
                          (grant_id,)).fetchone()
         record(ledger, conn, g["developer_id"], "grantex.token.revoked", agent_id=g["agent_id"],
                agent_did="did:grantex:" + g["agent_id"], grant_id=grant_id,
                principal_id=g["principal_id"], metadata={"tokenId": jti, "cause": cause})
+        events.emit(ledger, conn, g["developer_id"], "token.revoked",
+                    {"tokenId": jti, "grantId": grant_id, "expiresAt": expires_at})
     children = [r[0] for r in conn.execute(
         f"SELECT id FROM grants WHERE parent_token_id IN ({marks}) AND revoked_at IS NULL", jtis)]
     return grants.revoke_and_record(ledger, conn, children, now_iso, cause="parent_token_revoked")

@@ -225,6 +225,7 @@ def serve(
                                 timeout_graceful_shutdown=graceful_timeout, server_header=False,
                                 proxy_headers=False)
         server = uvicorn.Server(config)
+        state.server = server  # long-lived streams end as soon as it starts stopping
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if in_main else None
         try:

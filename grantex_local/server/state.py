@@ -128,6 +128,50 @@ class ServerState:
     console: Callable[[str], Any] | None = None
     """Where ``serve`` shows a person what only they may see (a waiting request's approval
     code): its own console, never the access log or the logging module."""
+    stopping: threading.Event = field(default_factory=threading.Event)
+    """Set when the server begins to stop. Long-lived responses (the event stream, the
+    revocation stream, long-polls) never end on their own, and uvicorn's graceful shutdown
+    waits for open responses before the lifespan ends: they poll this (and the server's
+    ``should_exit``, see :meth:`is_stopping`) and finish, so stopping takes one poll, not the
+    graceful timeout."""
+    server: Any = None
+    """The uvicorn server running the app, when the runner tells (``should_exit`` is the first
+    sign of a shutdown the app can see)."""
+    streams: StreamSlots = field(default_factory=lambda: StreamSlots())
+
+    def is_stopping(self) -> bool:
+        return self.stopping.is_set() or bool(getattr(self.server, "should_exit", False))
+
+
+class StreamSlots:
+    """Open event streams per developer, bounded: each holds a poller, so one developer's
+    runaway client must not take the whole server's."""
+
+    LIMIT = 16
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, int] = {}
+
+    def acquire(self, developer_id: str) -> bool:
+        with self._lock:
+            count = self._open.get(developer_id, 0)
+            if count >= self.LIMIT:
+                return False
+            self._open[developer_id] = count + 1
+            return True
+
+    def release(self, developer_id: str) -> None:
+        with self._lock:
+            count = self._open.get(developer_id, 0) - 1
+            if count > 0:
+                self._open[developer_id] = count
+            else:
+                self._open.pop(developer_id, None)
+
+    def count(self, developer_id: str) -> int:
+        with self._lock:
+            return self._open.get(developer_id, 0)
 
 
 class IdempotencyCache:

@@ -53,6 +53,7 @@ def running_server(ledger_path: str | os.PathLike[str], *, adopt_issuer: bool = 
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                                 timeout_graceful_shutdown=5)
         server = uvicorn.Server(config)
+        app.state.grantex.server = server  # long-lived streams end as soon as it starts stopping
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                                   name="grantex-local-server")
         thread.start()
