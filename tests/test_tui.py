@@ -890,3 +890,35 @@ async def test_auditor_mode_judges_statuses_at_the_bundles_export_time() -> None
             assert f"as of {exported[:10]} {exported[11:19]} UTC (export time)" in line
     finally:
         data.close()
+
+
+@sync
+async def test_the_overview_shows_webhook_deliveries_that_gave_up(tmp_path: Path) -> None:
+    from grantex_local import webhooks
+    from grantex_local.tui.widgets.overview import overview_text
+
+    path = tmp_path / "hooks.db"
+    with Grantex(path) as gx:
+        webhooks.create(gx.ledger, gx.developer_id, "http://127.0.0.1:9/hook", ["grant.created"])
+        from helpers import grant_for
+
+        grant_for(gx, ["calendar:read"])
+        assert webhooks.enqueue_new(gx.ledger) == 1
+
+        def refuse(url: str, body: bytes, headers: Any, timeout: float) -> int:
+            return 500
+
+        # with no backoff every retry is due at once: one pass makes every attempt, then gives up
+        attempts = webhooks.deliver_due(gx.ledger, http_post=refuse, base_delay=0)
+        assert attempts == webhooks.DEFAULT_MAX_ATTEMPTS
+        assert webhooks.failed_count(gx.ledger) == 1
+    data = TuiData.open(path)
+    try:
+        app = GrantexApp(data, poll_seconds=0)
+        async with started(app) as pilot:
+            await wait_until(pilot, lambda: app.overview is not None)
+            assert app.overview is not None and app.overview.failed_deliveries == 1
+            line = overview_text(app.overview, app.chain_state, read_only=False).plain
+            assert "1 webhook delivery failed" in line
+    finally:
+        data.close()

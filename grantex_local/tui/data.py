@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from .. import agents, authorization, errors, grants, info, tokens
+from .. import agents, authorization, errors, grants, info, tokens, webhooks
 from ..audit import chain as audit_chain
 from ..audit import checkpoints as audit_checkpoints
 from ..audit import trail as audit_trail
@@ -232,6 +232,8 @@ class Overview:
     audit_entries: int
     as_of: str | None = None
     """Auditor mode: the instant statuses are judged at (``as of … UTC (export time)``)."""
+    failed_deliveries: int = 0
+    """Webhook deliveries that gave up after their last retry: events a receiver never got."""
 
 
 @dataclass(frozen=True)
@@ -351,6 +353,7 @@ class TuiData:
         with self._lock:
             counts = info.summary(self.ledger)["counts"]
             suspended = len(agents.list_agents(self.ledger, None, status="suspended"))
+            failed = webhooks.failed_count(self.ledger)
             now = iso(self.ledger.now())
         as_of = None
         if self.bundle is not None:
@@ -359,7 +362,7 @@ class TuiData:
                 as_of += " (export time)"
         return Overview(self.file_name, counts["agents"], suspended, counts["grants"],
                         counts["activeGrants"], counts["liveTokens"], counts["pendingRequests"],
-                        counts["auditEntries"], as_of)
+                        counts["auditEntries"], as_of, failed)
 
     # ── the delegation tree ──────────────────────────────────────────────
 

@@ -32,6 +32,10 @@ def overview_text(o: Overview | None, chain: ChainState | None, *, read_only: bo
     text.append(plural(o.pending_requests, "pending request"),
                 style="bold cyan" if o.pending_requests else "")
     text.append(f" · {plural(o.audit_entries, 'audit entry', 'audit entries')} ")
+    if o.failed_deliveries:  # only when there are some: a receiver missed events for good
+        text.append(f" {plural(o.failed_deliveries, 'webhook delivery', 'webhook deliveries')} failed ",
+                    style="bold reverse red")
+        text.append(" ")
     if chain is not None:
         text.append(" chain ✓ " if chain.ok else " chain ✗ BROKEN ",
                     style="bold reverse green" if chain.ok else "bold reverse red")
