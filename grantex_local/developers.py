@@ -219,3 +219,98 @@ def revoke_api_key(ledger: LedgerFile, key_id: str) -> ApiKeyInfo:
         record(ledger, conn, row["developer_id"], "grantex.api_key.revoked",
                metadata={"keyId": key_id, "name": row["name"] or ""})
     return get_api_key(ledger, key_id)
+
+
+# ── account settings and key rotation (issue 11) ─────────────────────────────
+
+
+def update_developer(ledger: LedgerFile, developer_id: str, *, name: str | None = None,
+                     sandbox: bool | None = None) -> tuple[Developer, dict[str, object]]:
+    """Change a developer's name and/or sandbox mode in one transaction with one
+    ``grantex.developer.updated`` entry (the action :func:`set_sandbox` records), so a request
+    that changes both never half-applies. Returns the developer and what actually changed;
+    asking for the current values changes, and records, nothing.
+
+    Which changes a caller may ask for is the face's decision (the server refuses turning
+    sandbox *on* for an API key holder: it makes authorize approve without consent).
+    """
+    if name is not None:
+        if not isinstance(name, str) or not name.strip():
+            raise errors.InvalidInput("developer name must not be empty")
+        check_name(name, "developer name")
+        name = name.strip()
+    if sandbox is not None and not isinstance(sandbox, bool):
+        raise errors.InvalidInput("sandbox must be true or false")
+    with ledger.write() as conn:
+        row = conn.execute("SELECT * FROM developers WHERE id = ?", (developer_id,)).fetchone()
+        if row is None:
+            raise errors.NotFound(f"developer {developer_id} not found")
+        before = _from_row(row)
+        changes: dict[str, object] = {}
+        if name is not None and name != before.name:
+            changes["name"] = name
+        if sandbox is not None and sandbox != before.sandbox:
+            changes["sandbox"] = sandbox
+        if changes:
+            conn.execute("UPDATE developers SET name = ?, sandbox = ? WHERE id = ?",
+                         (changes.get("name", before.name), int(bool(changes.get("sandbox", before.sandbox))),
+                          developer_id))
+            metadata = dict(changes)
+            if "name" in changes:
+                metadata["previousName"] = before.name
+            record(ledger, conn, developer_id, "grantex.developer.updated", metadata=metadata)
+    return get_developer(ledger, developer_id), changes
+
+
+@dataclass(frozen=True)
+class RotatedApiKey:
+    """The outcome of a rotation: the new key (its secret appears only here) and the old one,
+    now revoked."""
+
+    new: ApiKey
+    old: ApiKeyInfo
+
+
+def rotate_api_key(ledger: LedgerFile, *, secret: str | None = None,
+                   key_id: str | None = None) -> RotatedApiKey:
+    """Replace one live API key (named by its secret, as a request presents it, or by its id)
+    with a new key of the same developer and name, revoking the old one in the same
+    transaction: there is no moment with both keys dead, nor one with both alive after the
+    answer. The old key is refused on the very next request (every request looks its key up).
+
+    Two rotations racing with the same key: the write lock orders them, the second finds the
+    key revoked and gets NotFound, so one key never yields two successors.
+    """
+    if (secret is None) == (key_id is None):
+        raise errors.InvalidInput("name the key to rotate by its secret or by its id (one of them)")
+    if secret is not None:
+        if not isinstance(secret, str) or not secret:
+            raise errors.InvalidInput("API key must be a non-empty string")
+        where, param = "key_hash = ?", hash_secret(secret)
+    else:
+        if not isinstance(key_id, str) or not key_id:
+            raise errors.InvalidInput("API key id must be a non-empty string")
+        where, param = "id = ?", key_id
+    new_key = new_secret(API_KEY_PREFIX)
+    new_key_id = new_id("api_key")
+    now = iso(ledger.now())
+    with ledger.write() as conn:
+        row = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE {where}", (param,)).fetchone()
+        if row is None:
+            raise errors.NotFound("unknown API key" if key_id is None else f"API key {key_id} not found")
+        if row["revoked_at"] is not None:
+            raise errors.InvalidState(f"API key {row['id']} was revoked at {row['revoked_at']}; "
+                                      "only a live key can be rotated")
+        old = _key_from_row(row)
+        conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, old.id))
+        conn.execute(
+            "INSERT INTO api_keys (id, developer_id, name, key_hash, prefix, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (new_key_id, old.developer_id, old.name, hash_secret(new_key), new_key[:8], now),
+        )
+        record(ledger, conn, old.developer_id, "grantex.api_key.created",
+               metadata={"keyId": new_key_id, "name": old.name, "rotatedFrom": old.id})
+        record(ledger, conn, old.developer_id, "grantex.api_key.revoked",
+               metadata={"keyId": old.id, "name": old.name, "rotatedTo": new_key_id})
+    return RotatedApiKey(ApiKey(new_key_id, old.developer_id, new_key, new_key[:8], now),
+                         ApiKeyInfo(old.id, old.developer_id, old.name, old.prefix, old.created_at, now))
