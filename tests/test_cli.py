@@ -638,6 +638,8 @@ def test_the_command_set() -> None:
         *(f"tokens {c}" for c in ("exchange", "verify", "decode", "refresh", "revoke")),
         *(f"grants {c}" for c in ("list", "show", "tree", "revoke", "delegate")),
         *(f"policies {c}" for c in ("create", "list", "show", "update", "delete")),
+        "events tail",
+        *(f"webhooks {c}" for c in ("add", "list", "remove", "deliveries")),
         *(f"keys {c}" for c in ("rotate", "jwks", "list")),
         *(f"developers {c}" for c in ("list", "create", "create-key", "list-keys", "revoke-key")),
         *(f"audit {c}" for c in ("list", "show", "log", "verify", "checkpoint", "checkpoints", "prove",

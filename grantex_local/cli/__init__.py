@@ -396,6 +396,8 @@ COMMANDS: dict[str, str] = {
     "tokens": "tokens:tokens_group",
     "grants": "grants:grants_group",
     "policies": "policies:policies_group",
+    "events": "events:events_group",
+    "webhooks": "webhooks:webhooks_group",
     "keys": "keys:keys_group",
     "developers": "developers:developers_group",
     "audit": "audit:audit_group",

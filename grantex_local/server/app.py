@@ -14,6 +14,7 @@ confirms first), since clients and the tokens already issued depend on it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable
@@ -26,11 +27,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__, errors
 from ..founding import Ledger
 from ..ledger import validate_issuer
+from ..webhooks import DEFAULT_BASE_DELAY, DeliveryWorker
 from . import consent
 from .docs import install_docs
 from .errors import ApiError, on_api_error, on_http_error, on_library_error, on_validation_error
 from .middleware import GrantexMiddleware, allowed_host_names, issuer_host
-from .routes import agents, audit, flow, grants, policies, principal, public
+from .routes import account, agents, audit, flow, grants, policies, principal, public, revocations
+from .routes import events as event_routes
+from .routes import webhooks as webhook_routes
 from .state import LedgerPool, RateLimiter, ServerState
 
 log = logging.getLogger("grantex_local.server")
@@ -63,6 +67,8 @@ def create_app(
     max_body: int = DEFAULT_MAX_BODY,
     passphrase: str | None = None,
     open_consent: bool = False,
+    webhook_delivery: bool = True,
+    webhook_retry_base: float = DEFAULT_BASE_DELAY,
 ) -> FastAPI:
     """The ASGI app over the ledger's issuer (it goes into every token, and the SDK derives the
     ``iss`` it expects from the JWKS URL, so it is the base URL clients must use).
@@ -73,7 +79,9 @@ def create_app(
     expire. ``allowed_hosts``: names (or addresses) requests may carry in ``Host`` besides the
     loopback names and the issuer's host, e.g. this machine's LAN name (see the middleware).
     ``open_consent``: demo mode, the consent page decides without an approval code or principal
-    session (see :mod:`.consent`).
+    session (see :mod:`.consent`). ``webhook_delivery``: run the webhook worker while serving
+    (a background thread on its own connection); ``webhook_retry_base``: seconds before the
+    first retry of a failed delivery, doubling after each.
     """
     if max_body < 1:
         raise ValueError("max_body must be at least 1 byte")
@@ -102,7 +110,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
+        worker = (DeliveryWorker(path, passphrase=passphrase, base_delay=webhook_retry_base)
+                  if webhook_delivery else None)
+        if worker is not None:
+            worker.start()
+        try:
+            yield
+        finally:
+            state.stopping.set()
+            if worker is not None:
+                await asyncio.to_thread(worker.stop)  # the attempt in flight is recorded first
         state.ledgers.close_all()  # after uvicorn has let requests in flight finish
 
     app = FastAPI(title="grantex-local", version=__version__, description=DESCRIPTION,
@@ -112,7 +129,8 @@ def create_app(
     app.add_exception_handler(errors.GrantexLocalError, on_library_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    for module in (public, agents, flow, grants, audit, policies, principal, consent):
+    for module in (public, agents, flow, grants, revocations, audit, policies, principal, consent,
+                   account, webhook_routes, event_routes):
         app.include_router(module.router)
     install_docs(app)
     app.add_middleware(GrantexMiddleware, max_body=max_body,
