@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import analysis, audit, cascade, cold_start, events, revocations, server, tokens, tui
+from . import analysis, audit, cascade, cold_start, events, pytest_fixtures, revocations, server, tokens, tui
 from .common import Row, print_table, write_json
 
 
@@ -74,12 +74,14 @@ def main() -> None:
             rows.append(events.fanout(work, count=200, repeats=1))
             rows.append(revocations.propagation(work, samples=5))
             rows.extend(analysis.load_and_check(work, 5_000))
+            rows.extend(pytest_fixtures.run(work, count=5, servers=3))
         else:
             rows.extend(tui.first_screen(work))
             rows.extend(server.load(work))
             rows.append(events.fanout(work))
             rows.append(revocations.propagation(work))
             rows.extend(analysis.load_and_check(work, args.analysis_entries))
+            rows.extend(pytest_fixtures.run(work))
     print_table(rows)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "smoke": args.smoke,
             "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,

@@ -32,10 +32,10 @@ class Row:
 
     @property
     def met(self) -> bool | None:
-        """Whether the target holds: ``>= / <= / < N`` compare the ratio, ``< N MB`` our
+        """Whether the target holds: ``>= / <= / < N`` compare the ratio, ``< N MB`` / ``< N ms`` our
         figure, ``about N s`` our figure within half again; None for a target not understood."""
         target = self.target.strip()
-        if m := re.fullmatch(r"(>=|<=|<|>)\s*([0-9.]+)\s*MB", target):
+        if m := re.fullmatch(r"(>=|<=|<|>)\s*([0-9.]+)\s*(MB|ms)", target):
             return bool(_COMPARE[m.group(1)](self.ours, float(m.group(2))))
         if m := re.fullmatch(r"about\s*([0-9.]+)\s*s", target):
             return self.ours <= 1.5 * float(m.group(1))

@@ -23,7 +23,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
                    "audit append, single", "audit append, bulk", "audit chain verification",
                    "audit chain verification, peak memory", "cascade revocation", "CLI cold start",
                    "server POST /v1/tokens/verify", "tui first screen", "event stream fan-out",
-                   "revocation feed propagation"):
+                   "revocation feed propagation", "pytest fixture grantex_ledger",
+                   "pytest fixture grantex_server"):
         assert any(n.startswith(prefix) for n in names), (prefix, names)
     for row in rows:
         assert row["ours"] > 0 and row["floor"] > 0 and row["target"], row

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
@@ -25,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__, errors
+from ..clock import Clock
 from ..founding import Ledger
 from ..ledger import validate_issuer
 from ..webhooks import DEFAULT_BASE_DELAY, DeliveryWorker
@@ -69,6 +71,8 @@ def create_app(
     open_consent: bool = False,
     webhook_delivery: bool = True,
     webhook_retry_base: float = DEFAULT_BASE_DELAY,
+    clock: Clock | None = None,
+    test_mode: bool = False,
 ) -> FastAPI:
     """The ASGI app over the ledger's issuer (it goes into every token, and the SDK derives the
     ``iss`` it expects from the JWKS URL, so it is the base URL clients must use).
@@ -81,7 +85,11 @@ def create_app(
     ``open_consent``: demo mode, the consent page decides without an approval code or principal
     session (see :mod:`.consent`). ``webhook_delivery``: run the webhook worker while serving
     (a background thread on its own connection); ``webhook_retry_base``: seconds before the
-    first retry of a failed delivery, doubling after each.
+    first retry of a failed delivery, doubling after each. ``clock``: the time every ledger
+    connection of the app reads (a test's movable clock, so codes, grants and tokens expire
+    on demand; the default is the system's). ``test_mode``: keep a copy of the ledger as it is
+    now and serve ``POST /v1/testing/reset`` to restore it (the pytest plugin's session
+    server); never registered otherwise, since it erases the ledger.
     """
     if max_body < 1:
         raise ValueError("max_body must be at least 1 byte")
@@ -90,7 +98,7 @@ def create_app(
         issuer = validate_issuer(issuer)
     path = str(ledger_path)
     previous: str | None = None
-    with Ledger(path, create=False, passphrase=passphrase) as ledger:
+    with Ledger(path, create=False, passphrase=passphrase, clock=clock) as ledger:
         if issuer is not None and ledger.issuer != issuer:
             if not change_issuer:
                 raise errors.InvalidInput(
@@ -103,10 +111,12 @@ def create_app(
                      "they expire", previous, issuer, previous)
         effective_issuer = ledger.issuer
         ledger.signing_key()  # an encrypted key without its passphrase fails now, not per request
-    state = ServerState(ledgers=LedgerPool(path, passphrase=passphrase),
+        baseline = _snapshot(ledger.conn) if test_mode else None
+    state = ServerState(ledgers=LedgerPool(path, passphrase=passphrase, clock=clock),
                         limiter=RateLimiter(rate_limit, rate_window), issuer=effective_issuer,
                         max_body=max_body, issuer_changed_from=previous)
     state.open_consent = open_consent  # demo mode: consent decided without proof (see consent.py)
+    state.baseline = baseline
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -132,7 +142,18 @@ def create_app(
     for module in (public, agents, flow, grants, revocations, audit, policies, principal, consent,
                    account, webhook_routes, event_routes):
         app.include_router(module.router)
+    if test_mode:
+        from .routes import testing as testing_routes  # the reset route exists only in test mode
+
+        app.include_router(testing_routes.router)
     install_docs(app)
     app.add_middleware(GrantexMiddleware, max_body=max_body,
                        allowed_hosts=hosts | {issuer_host(effective_issuer)})
     return app
+
+
+def _snapshot(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """An in-memory copy of the open ledger, what a test-mode reset writes back."""
+    copy = sqlite3.connect(":memory:", check_same_thread=False)
+    conn.backup(copy)
+    return copy

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import sqlite3
 import threading
 import time
 import weakref
@@ -30,9 +31,11 @@ class LedgerPool:
     closes its connection) rather than pile up for the life of the server.
     """
 
-    def __init__(self, path: str, *, passphrase: str | None = None) -> None:
+    def __init__(self, path: str, *, passphrase: str | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
         self.path = path
         self.passphrase = passphrase
+        self.clock = clock  # a test's movable clock: every thread's ledger must share it
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: weakref.WeakSet[Ledger] = weakref.WeakSet()
@@ -44,7 +47,7 @@ class LedgerPool:
     def get(self) -> Ledger:
         ledger: Ledger | None = getattr(self._local, "ledger", None)
         if ledger is None:
-            ledger = Ledger(self.path, create=False, passphrase=self.passphrase)
+            ledger = Ledger(self.path, create=False, passphrase=self.passphrase, clock=self.clock)
             with self._lock:
                 if self._closed:
                     ledger.close()
@@ -96,6 +99,10 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._windows: dict[str, list[float]] = {}  # key -> [window start, count]
 
+    def clear(self) -> None:
+        with self._lock:
+            self._windows = {}
+
     def hit(self, key: str) -> RateDecision:
         now = self._clock()
         with self._lock:
@@ -138,9 +145,33 @@ class ServerState:
     """The uvicorn server running the app, when the runner tells (``should_exit`` is the first
     sign of a shutdown the app can see)."""
     streams: StreamSlots = field(default_factory=lambda: StreamSlots())
+    baseline: sqlite3.Connection | None = None
+    """Test mode only (``create_app(test_mode=True)``): an in-memory copy of the ledger as the
+    app found it, which :meth:`reset` writes back; None otherwise, and then nothing can reset."""
+    _reset_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def is_stopping(self) -> bool:
         return self.stopping.is_set() or bool(getattr(self.server, "should_exit", False))
+
+    def reset(self) -> None:
+        """Put the ledger back as it was when the app was made, with the connections open.
+
+        SQLite's backup API writes into the live file under a write lock, so the server's
+        per-thread connections see the new content on their next transaction (their cached keys
+        and settings are checked against ``PRAGMA data_version``). What the process keeps in
+        memory about past requests (rate windows, idempotent replays) goes too: a reset test
+        must not inherit another's throttling or replays.
+        """
+        if self.baseline is None:
+            raise RuntimeError("reset needs an app created with test_mode=True")
+        with self._reset_lock:
+            target = sqlite3.connect(self.ledgers.path, timeout=30, check_same_thread=False)
+            try:
+                self.baseline.backup(target)
+            finally:
+                target.close()
+            self.limiter.clear()
+            self.idempotency.clear()
 
 
 class StreamSlots:
@@ -194,6 +225,10 @@ class IdempotencyCache:
         self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
         hit = self._entries.get(key)
         return hit[1] if hit is not None else None
+
+    def clear(self) -> None:
+        with self.lock:
+            self._entries = {}
 
     def put(self, key: tuple[str, str, str], value: Any) -> None:
         self._entries[key] = (time.monotonic() + self.TTL, value)

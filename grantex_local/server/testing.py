@@ -43,6 +43,8 @@ def running_server(ledger_path: str | os.PathLike[str], *, adopt_issuer: bool = 
     ``adopt_issuer`` (the default, unless ``issuer`` is passed): the server's URL becomes the
     ledger's issuer, as ``serve --issuer URL --yes`` would make it; tokens issued before keep
     verifying until they expire. ``adopt_issuer=False`` keeps the ledger's issuer.
+    ``clock=`` (a movable test clock) and ``test_mode=True`` (the reset route) are
+    ``create_app`` options like the rest.
     """
     sock = bind("127.0.0.1", 0)
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
