@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from . import CliError, confirm, ledger_option, ledger_path, yes_option
+from . import _LEDGER_KEY, CliError, confirm, ledger_option, ledger_path, yes_option
 
 
 @click.command("serve")
@@ -30,10 +32,15 @@ from . import CliError, confirm, ledger_option, ledger_path, yes_option
               help="Demo mode: the consent page decides without an approval code, so anyone who can "
                    "open a consentUrl (the agent that asked, too) can approve it. Without it, the "
                    "approval code of each waiting request is printed here.")
+@click.option("--ephemeral", is_flag=True,
+              help="Serve a new ledger in a temporary directory, deleted when the server stops "
+                   "(its issuer is the URL it listens on).")
+@click.option("--seed", "seed_file", default=None, metavar="FILE", type=click.Path(dir_okay=False),
+              help="With --ephemeral: load this seed file (YAML or JSON, see 'seed') first.")
 @ledger_option
 def serve_command(host: str | None, port: int | None, issuer: str | None, yes: bool,
                   allowed_hosts: tuple[str, ...], rate_limit: int | None, max_body: int | None,
-                  quiet: bool, open_consent: bool) -> None:
+                  quiet: bool, open_consent: bool, ephemeral: bool, seed_file: str | None) -> None:
     """Serve the Grantex REST API, the consent page and /docs over the ledger (Ctrl+C stops).
 
     The ledger's issuer (`info` shows it) stays put: it is in every token, and clients must use
@@ -43,15 +50,26 @@ def serve_command(host: str | None, port: int | None, issuer: str | None, yes: b
     the issuer, pass --issuer URL or run 'config set issuer URL'.
     """
     from ..server import DEFAULT_MAX_BODY, DEFAULT_RATE_LIMIT, serve  # FastAPI is imported only here
-    from ..server.run import issuer_change
+    from ..server.run import issuer_change, serve_ephemeral
 
+    options: dict[str, Any] = dict(
+        allowed_hosts=allowed_hosts, rate_limit=rate_limit or DEFAULT_RATE_LIMIT,
+        max_body=max_body or DEFAULT_MAX_BODY, access_log=not quiet, open_consent=open_consent)
+    if ephemeral:
+        if click.get_current_context().meta.get(_LEDGER_KEY) is not None:
+            raise CliError("--ephemeral serves a temporary ledger of its own; leave out --ledger")
+        try:
+            serve_ephemeral(seed_file, host, port, issuer=issuer, **options)
+        except OSError as exc:
+            raise CliError(exc.strerror or str(exc)) from None
+        return
+    if seed_file is not None:
+        raise CliError("--seed needs --ephemeral (to seed a ledger file: grantex-local seed FILE)")
     change = issuer_change(ledger_path(), issuer)
     if change is not None:
         confirm(f"change the ledger's issuer from {change[0]} to {change[1]} (clients must then use "
                 "the new URL; tokens issued before keep verifying until they expire)", yes)
     try:
-        serve(ledger_path(), host, port, issuer, change_issuer=change is not None,
-              allowed_hosts=allowed_hosts, rate_limit=rate_limit or DEFAULT_RATE_LIMIT,
-              max_body=max_body or DEFAULT_MAX_BODY, access_log=not quiet, open_consent=open_consent)
+        serve(ledger_path(), host, port, issuer, change_issuer=change is not None, **options)
     except OSError as exc:
         raise CliError(exc.strerror or str(exc)) from None

@@ -13,15 +13,22 @@ before the app is built, so a busy port fails before the ledger is touched.
 On SIGINT or SIGTERM uvicorn stops accepting connections, lets requests in
 flight finish (up to ``graceful_timeout`` seconds), then the ledgers are closed;
 the process then returns normally instead of dying by the signal.
+
+``serve --ephemeral`` (:func:`serve_ephemeral`) serves a ledger made for this run in a
+temporary directory (mode 0700) and deletes the directory when the server stops, by Ctrl+C,
+SIGTERM or an error alike. The ledger is founded once the socket is bound, with the URL it
+answers at as its issuer (so ``--port 0`` works with the SDK), and seeded from a file if given.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -119,7 +126,8 @@ def is_loopback(host: str) -> bool:
 
 
 def banner(*, base: str, issuer: str, ledger_path: str, host: str, previous: str | None = None,
-           open_consent: bool = False, allowed_hosts: Iterable[str] = ()) -> list[str]:
+           open_consent: bool = False, allowed_hosts: Iterable[str] = (),
+           ephemeral: bool = False) -> list[str]:
     """What the operator needs at start: where, which issuer (and whether clients must use
     another URL than this one), how to get a key, and what is exposed beyond loopback."""
     lines = [
@@ -131,6 +139,8 @@ def banner(*, base: str, issuer: str, ledger_path: str, host: str, previous: str
         "           (the default developer is a sandbox one: authorize answers with a code at once;",
         "           other developers' requests wait for a person at the consentUrl)",
     ]
+    if ephemeral:
+        lines.append("  note     ephemeral: this ledger and its directory are deleted when the server stops")
     if previous is not None:
         lines.append(f"  note     the issuer changed from {previous}; tokens issued under it keep verifying")
         lines.append("           until they expire (grantex-local info lists past issuers)")
@@ -174,6 +184,7 @@ def serve(
     graceful_timeout: int = 30,
     echo: Callable[[str], Any] | None = None,
     open_consent: bool = False,
+    found: Callable[[str], Any] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM. Library errors (no ledger, bad issuer) propagate before binding
     anything long-lived, so the CLI can print them as one line.
@@ -182,16 +193,17 @@ def serve(
     127.0.0.1:8421; either given: the issuer is still the ledger's. ``issuer``: a new issuer for
     the ledger, which needs ``change_issuer=True`` (the CLI asks first). ``allowed_hosts``: names
     besides loopback and the issuer's host that requests may carry in ``Host``; a non-loopback
-    ``host`` to listen on is one of them.
+    ``host`` to listen on is one of them. ``found``: there is no ledger yet; it is called with
+    the URL the bound socket answers at, and must make the ledger (``serve --ephemeral``).
     """
     echo = echo or (lambda text: print(text, flush=True))
-    current = current_issuer(ledger_path)
+    current = current_issuer(ledger_path) if found is None else None
     target = validate_issuer(issuer) if issuer is not None else current
-    if target != current and not change_issuer:
+    if found is None and target != current and not change_issuer:
         raise errors.InvalidInput(
             f"the ledger's issuer is {current}; changing it to {target} must be confirmed "
             "(--yes), since clients must then use the new URL")
-    wanted = issuer_address(target)
+    wanted = issuer_address(target) if target is not None else None
     from_issuer = wanted is not None and (host is None or port is None)
     if host is None:
         host = wanted[0] if wanted is not None else DEFAULT_HOST
@@ -209,6 +221,8 @@ def serve(
                                  f"{exc.strerror or exc}{hint}") from None
     try:
         actual_port = sock.getsockname()[1]
+        if found is not None:
+            found(f"http://{url_host(host)}:{actual_port}")
         app = create_app(ledger_path, issuer=issuer, change_issuer=change_issuer,
                          allowed_hosts=hosts, rate_limit=rate_limit, max_body=max_body,
                          open_consent=open_consent)
@@ -219,7 +233,7 @@ def serve(
         state.console = echo  # approval codes go to this console, never to the access log
         for line in banner(base=base, issuer=state.issuer, ledger_path=str(ledger_path), host=host,
                            previous=state.issuer_changed_from, open_consent=open_consent,
-                           allowed_hosts=hosts):
+                           allowed_hosts=hosts, ephemeral=found is not None):
             echo(line)
         config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="on",
                                 timeout_graceful_shutdown=graceful_timeout, server_header=False,
@@ -239,6 +253,41 @@ def serve(
         echo("grantex-local server stopped")
     finally:
         sock.close()
+
+
+def serve_ephemeral(seed: str | os.PathLike[str] | None = None, host: str | None = None,
+                    port: int | None = None, **options: Any) -> None:
+    """:func:`serve` over a new ledger in a temporary directory that is deleted at exit.
+
+    The seed file is read before anything is bound, so a malformed one fails at once; the
+    ledger is then founded with the bound URL as its issuer and seeded in one transaction.
+    SIGTERM raises KeyboardInterrupt for the whole run (not only while uvicorn serves), so a
+    stop during founding or seeding still removes the directory.
+    """
+    from ..seed import apply_seed, load
+
+    issuer = options.pop("issuer", None)
+    document = load(seed) if seed is not None else None
+    directory = Path(tempfile.mkdtemp(prefix="grantex-local-ephemeral-"))  # 0700 by mkdtemp
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if in_main else None
+    try:
+        directory.chmod(0o700)
+        path = directory / "grantex.db"
+
+        def found(base: str) -> None:
+            with Ledger(path, create=True, issuer=issuer or base) as ledger:
+                if document is not None:
+                    apply_seed(ledger, document)
+
+        try:
+            serve(path, host, port, issuer, found=found, **options)
+        except KeyboardInterrupt:
+            pass
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> None:
