@@ -404,6 +404,7 @@ COMMANDS: dict[str, str] = {
     "export": "export:export_command", "verify-export": "export:verify_export",
     "tui": "tui:tui",
     "serve": "serve:serve_command",
+    "seed": "seed:seed",
 }
 """Each top-level command and where it is defined: ``module:attribute``, the module in this package."""
 
