@@ -15,7 +15,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import analysis, audit, cascade, cold_start, events, pytest_fixtures, revocations, server, tokens, tui
+from . import (
+    analysis,
+    audit,
+    cascade,
+    cold_start,
+    events,
+    mcp_cold_start,
+    pytest_fixtures,
+    revocations,
+    server,
+    tokens,
+    tui,
+)
 from .common import Row, print_table, write_json
 
 
@@ -61,10 +73,12 @@ def main() -> None:
             rows.extend(tokens.run(work, 20, repeats=1))
             rows.append(cascade.run(work, fanout=3, levels=3, repeats=1))
             rows.append(cold_start.cold_start(work, repeats=2))
+            rows.append(mcp_cold_start.mcp_cold_start(work, repeats=2))
         else:
             rows.extend(tokens.run(work, 1_000))
             rows.append(cascade.run(work))
             rows.append(cold_start.cold_start(work))
+            rows.append(mcp_cold_start.mcp_cold_start(work))
         rows.append(audit.single_append(work, sizes["single"]))
         rows.append(audit.bulk_append(work, sizes["bulk"]))
         rows.extend(audit.verify(work, sizes["verify"], repeats=1 if args.smoke else 2))

@@ -22,6 +22,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
                    "online verify, distinct tokens", "token issuance, exchange", "token issuance, delegate",
                    "audit append, single", "audit append, bulk", "audit chain verification",
                    "audit chain verification, peak memory", "cascade revocation", "CLI cold start",
+                   "MCP cold start",
                    "server POST /v1/tokens/verify", "tui first screen", "event stream fan-out",
                    "revocation feed propagation", "pytest fixture grantex_ledger",
                    "pytest fixture grantex_server"):

@@ -644,7 +644,7 @@ def test_the_command_set() -> None:
         *(f"developers {c}" for c in ("list", "create", "create-key", "list-keys", "revoke-key")),
         *(f"audit {c}" for c in ("list", "show", "log", "verify", "checkpoint", "checkpoints", "prove",
                                  "verify-proof", "public-key")),
-        "export", "verify-export", "tui", "serve", "seed",
+        "export", "verify-export", "tui", "serve", "seed", "mcp",
     }
 
 

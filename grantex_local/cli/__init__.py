@@ -405,6 +405,7 @@ COMMANDS: dict[str, str] = {
     "tui": "tui:tui",
     "serve": "serve:serve_command",
     "seed": "seed:seed",
+    "mcp": "mcp:mcp_command",
 }
 """Each top-level command and where it is defined: ``module:attribute``, the module in this package."""
 
