@@ -37,6 +37,8 @@ LEDGER_EVENT_TYPES: tuple[str, ...] = (
     "agent.registered", "agent.updated", "agent.deleted",
     "agent.suspended", "agent.reactivated",
     "consent.approved", "consent.denied",
+    "sso.connection.created", "sso.connection.updated", "sso.connection.deleted",
+    "anomaly.auto_revoked",
 )
 """Every type this ledger emits."""
 
@@ -45,14 +47,13 @@ SDK_STREAM_EVENT_TYPES: tuple[str, ...] = (
     "fido.registered", "fido.assertion",
     "vc.issued", "sd-jwt.issued", "sd-jwt.presented",
     "passport.issued", "passport.revoked", "passport.token-exchange",
-    "sso.login", "sso.connection.created", "sso.connection.updated", "sso.connection.deleted",
+    "sso.login",
     "vault.credential.stored", "vault.credential.deleted", "vault.credential.exchanged",
     "consent_bundle.created", "consent_bundle.synced", "consent_bundle.revoked",
     "dpdp.consent.created", "dpdp.consent.withdrawn", "dpdp.grievance.filed",
     "dpdp.erasure.completed",
-    "anomaly.auto_revoked",
 )
-"""The hosted service's stream-only types (SDK-SURFACE §2.2). Nothing here emits them yet, but
+"""The hosted service's stream-only types (SDK-SURFACE §2.2). Nothing here emits them, but
 code written against the hosted service filters on them, and a filter must not be refused for
 naming a type that merely never occurs locally."""
 

@@ -28,6 +28,7 @@ PREFIXES = {
     "event": "evt_",
     "webhook": "wh_",
     "webhook_delivery": "whd_",
+    "anomaly": "anm_",
 }
 
 

@@ -247,6 +247,73 @@ def m006_webhooks(db: object) -> None:
                "(SELECT COALESCE(MAX(seq), 0) FROM events))")
 
 
+
+@migration
+def m007_anomalies(db: object) -> None:
+    """Anomalies found by ``detect`` and the per-developer response policy. ``fingerprint`` is
+    what makes detection idempotent: the same finding (type, agent, principal, grant and the
+    first audit entry behind it) maps to the same row however often detection runs, so an
+    acknowledged anomaly stays acknowledged. ``anomaly_policy`` holds one row per developer
+    that changed the default (alert only)."""
+    from sqlite_utils import Database
+
+    assert isinstance(db, Database)
+    db.execute("CREATE TABLE anomalies (id TEXT PRIMARY KEY, developer_id TEXT NOT NULL, "
+               "fingerprint TEXT NOT NULL, type TEXT NOT NULL, severity TEXT NOT NULL, "
+               "description TEXT NOT NULL, agent_id TEXT, principal_id TEXT, grant_id TEXT, "
+               "metadata TEXT NOT NULL, detected_at TEXT NOT NULL, acknowledged_at TEXT, "
+               "acknowledged_by TEXT, UNIQUE (developer_id, fingerprint))")
+    db.execute("CREATE INDEX idx_anomalies_open ON anomalies (developer_id, acknowledged_at, detected_at)")
+    db.execute("CREATE TABLE anomaly_policy (developer_id TEXT PRIMARY KEY, mode TEXT NOT NULL "
+               "CHECK (mode IN ('alert_only', 'revoke_agent_grants')), updated_at TEXT NOT NULL)")
+
+
+@migration
+def m008_scim(db: object) -> None:
+    """SCIM 2.0 provisioning, locally: bearer tokens (only their SHA-256 is stored; the token is
+    shown once) and the users a provisioning client creates. ``user_name`` is unique per
+    developer, as SCIM requires (a duplicate is 409 ``uniqueness``)."""
+    from sqlite_utils import Database
+
+    assert isinstance(db, Database)
+    db.execute("CREATE TABLE scim_tokens (id TEXT PRIMARY KEY, developer_id TEXT NOT NULL, "
+               "label TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, "
+               "last_used_at TEXT, revoked_at TEXT)")
+    db.execute("CREATE INDEX idx_scim_tokens_developer ON scim_tokens (developer_id, revoked_at)")
+    db.execute("CREATE TABLE scim_users (id TEXT PRIMARY KEY, developer_id TEXT NOT NULL, "
+               "external_id TEXT, user_name TEXT NOT NULL, display_name TEXT, "
+               "active INTEGER NOT NULL, emails TEXT NOT NULL, created_at TEXT NOT NULL, "
+               "last_modified TEXT NOT NULL, UNIQUE (developer_id, user_name))")
+
+
+@migration
+def m009_sso(db: object) -> None:
+    """SSO configuration, locally: connections (protocol settings as JSON; secrets are never
+    stored, only whether one was given and its SHA-256 fingerprint), the legacy single OIDC
+    config, per-developer enforcement, login states (one-time, short-lived) and sessions."""
+    from sqlite_utils import Database
+
+    assert isinstance(db, Database)
+    db.execute("CREATE TABLE sso_connections (id TEXT PRIMARY KEY, developer_id TEXT NOT NULL, "
+               "name TEXT NOT NULL, protocol TEXT NOT NULL CHECK (protocol IN ('oidc', 'saml', 'ldap')), "
+               "status TEXT NOT NULL, settings TEXT NOT NULL, secret_fingerprint TEXT, "
+               "created_at TEXT NOT NULL, updated_at TEXT NOT NULL)")
+    db.execute("CREATE INDEX idx_sso_connections_developer ON sso_connections (developer_id, created_at)")
+    db.execute("CREATE TABLE sso_config (developer_id TEXT PRIMARY KEY, issuer_url TEXT NOT NULL, "
+               "client_id TEXT NOT NULL, redirect_uri TEXT NOT NULL, secret_fingerprint TEXT NOT NULL, "
+               "created_at TEXT NOT NULL, updated_at TEXT NOT NULL)")
+    db.execute("CREATE TABLE sso_enforcement (developer_id TEXT PRIMARY KEY, enforce INTEGER NOT NULL, "
+               "updated_at TEXT NOT NULL)")
+    db.execute("CREATE TABLE sso_states (id TEXT PRIMARY KEY, developer_id TEXT NOT NULL, "
+               "connection_id TEXT NOT NULL, state_hash TEXT NOT NULL UNIQUE, nonce TEXT NOT NULL, "
+               "redirect_uri TEXT, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, used_at TEXT)")
+    db.execute("CREATE TABLE sso_sessions (id TEXT PRIMARY KEY, developer_id TEXT NOT NULL, "
+               "connection_id TEXT NOT NULL, idp_subject TEXT NOT NULL, principal_id TEXT, "
+               "email TEXT, name TEXT, groups TEXT NOT NULL, mapped_scopes TEXT NOT NULL, "
+               "created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT)")
+    db.execute("CREATE INDEX idx_sso_sessions_developer ON sso_sessions (developer_id, expires_at)")
+
+
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
