@@ -156,6 +156,7 @@ class _TableWriter:
     """Writes one table to its ``.jsonl`` and ``.csv`` files at once, row by row."""
 
     def __init__(self, directory: Path, table: str) -> None:
+        self.table = table
         self.columns = TABLES[table]
         self.rows = 0
         self._jsonl = open(directory / f"{table}.jsonl", "w", encoding="utf-8", newline="\n")
@@ -164,7 +165,7 @@ class _TableWriter:
         self._csv.writerow(self.columns)
 
     def write(self, row: Mapping[str, Any]) -> None:
-        kept = {c: row[c] for c in self.columns if c in row}
+        kept = allowed(self.table, row)
         self._jsonl.write(_json_text(kept) + "\n")
         self._csv.writerow([csv_cell(kept.get(c)) for c in self.columns])
         self.rows += 1
@@ -282,18 +283,38 @@ def _export_chains(ledger: Ledger, directory: Path, stored: list[dict[str, Any]]
             def written(cursor: Iterable[Any]) -> Iterator[tuple[int, str, str]]:
                 for seq, stored, digest in cursor:
                     text = _stored_text(seq, stored)
-                    entry = entry_from_row((seq, text, digest))
-                    writer.write({
-                        "seq": seq, "entryId": entry.entry_id, "developerId": entry.developer_id,
-                        "agentId": entry.agent_id, "agentDid": entry.agent_did, "grantId": entry.grant_id,
-                        "principalId": entry.principal_id, "action": entry.action,
-                        "status": entry.status, "timestamp": entry.timestamp, "hash": digest,
-                        "prevHash": entry.prev_hash, "metadata": entry.metadata, "preimage": text})
+                    writer.write(audit_row(seq, text, digest))
                     yield seq, text, digest
 
             with contextlib.closing(_chain_bytes(ledger, developer_id)) as cursor:
                 reports.append(verify_rows(written(cursor), developer_id=developer_id, checkpoints=notes))
     return reports
+
+
+def audit_row(seq: int, text: str, digest: str) -> dict[str, Any]:
+    """One audit entry as bundles and evidence packs carry it: its fields read out of the stored
+    preimage, plus that preimage byte for byte (so an offline check can recompute the hash)."""
+    entry = entry_from_row((seq, text, digest))
+    return {"seq": seq, "entryId": entry.entry_id, "developerId": entry.developer_id,
+            "agentId": entry.agent_id, "agentDid": entry.agent_did, "grantId": entry.grant_id,
+            "principalId": entry.principal_id, "action": entry.action, "status": entry.status,
+            "timestamp": entry.timestamp, "hash": digest, "prevHash": entry.prev_hash,
+            "metadata": entry.metadata, "preimage": text}
+
+
+def allowed(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the allow-listed columns of ``table`` (see :data:`TABLES`): what any export may carry."""
+    return {c: row[c] for c in TABLES[table] if c in row}
+
+
+def chain_bytes(ledger: Ledger, developer_id: str) -> sqlite3.Cursor:
+    """The chain's rows (seq, preimage bytes, hash) in seq order: see :func:`_chain_bytes`."""
+    return _chain_bytes(ledger, developer_id)
+
+
+def stored_text(seq: int, stored: bytes | str) -> str:
+    """A stored preimage as text; bytes that are not UTF-8 are a break at ``seq`` (ChainBroken)."""
+    return _stored_text(seq, stored)
 
 
 def _chain_bytes(ledger: Ledger, developer_id: str) -> sqlite3.Cursor:
@@ -476,6 +497,23 @@ def _read_signature(directory: Path) -> tuple[str, bytes]:
     return parts[0], raw
 
 
+def _verifying_key(verifier_key: str | None, carried: Any, file: str,
+                   field: str) -> tuple[str, str, str, Ed25519PublicKey]:
+    """The key a signature is checked with: the one given, else the one the file carries
+    (``field``, which proves only self-consistency). Returns (source, key text, key name, key)."""
+    source = "given" if verifier_key is not None else "bundle"
+    key_text = verifier_key if verifier_key is not None else carried
+    if not isinstance(key_text, str):
+        raise ExportInvalid(file, f"carries no {field} to check its signature with")
+    try:
+        name, public = checkpoints.parse_verifier_key(key_text)
+    except CheckpointInvalid as exc:
+        if source == "given":
+            raise
+        raise ExportInvalid(file, f"{field}: {exc.message}") from None
+    return source, key_text, name, public
+
+
 def _check_signature(directory: Path, verifier_key: str | None) -> tuple[dict[str, Any], str]:
     """The manifest, once its signature checks; and where the key came from."""
     try:
@@ -489,16 +527,8 @@ def _check_signature(directory: Path, verifier_key: str | None) -> tuple[dict[st
         manifest = None
     if not isinstance(manifest, dict):
         raise ExportInvalid(MANIFEST, "is not a JSON object (altered or not a bundle manifest)")
-    source = "given" if verifier_key is not None else "bundle"
-    key_text = verifier_key if verifier_key is not None else manifest.get("checkpointKey")
-    if not isinstance(key_text, str):
-        raise ExportInvalid(MANIFEST, "carries no checkpointKey to check its signature with")
-    try:
-        name, public = checkpoints.parse_verifier_key(key_text)
-    except CheckpointInvalid as exc:
-        if source == "given":
-            raise
-        raise ExportInvalid(MANIFEST, f"checkpointKey: {exc.message}") from None
+    source, key_text, name, public = _verifying_key(verifier_key, manifest.get("checkpointKey"),
+                                                    MANIFEST, "checkpointKey")
     if sig_name != name:
         raise ExportInvalid(SIGNATURE, f"is signed by key {sig_name!r}, not {name!r}")
     try:
@@ -716,6 +746,8 @@ def verify_bundle(path: str | os.PathLike[str], *, verifier_key: str | None = No
     if directory.is_file() and directory.name == MANIFEST:
         directory = directory.parent
     if directory.is_file():
+        if _is_evidence_pack(directory):
+            return verify_evidence_pack(directory, verifier_key=verifier_key)
         return verify_hosted_export(directory)
     if not directory.is_dir():
         raise ExportInvalid(str(directory), "does not exist")
@@ -808,9 +840,168 @@ def verify_hosted_export(path: str | os.PathLike[str]) -> dict[str, Any]:
             "warning": HOSTED_WARNING}
 
 
+# ── evidence packs (``/v1/compliance/evidence-pack``, built by ``compliance``) ─────────
+
+PACK_FORMAT = "evidence-pack"
+PACK_SCHEMA_VERSION = "1.0"
+PACK_SIGNED_OVER = ("grantex_local.audit.hashing.canonical_json of the pack without its signature "
+                    "member (sorted keys, no whitespace, JavaScript scalars), as UTF-8")
+"""What ``signature.signedOver`` says: the one serialisation both signing and checking use."""
+_PACK_LISTS = ("grants", "auditEntries", "policies")
+
+
+def pack_signed_bytes(pack: Mapping[str, Any]) -> bytes:
+    """The bytes an evidence pack's signature covers (see :data:`PACK_SIGNED_OVER`).
+
+    Canonical JSON rather than the bytes on the wire: the pack travels as an HTTP
+    body the SDK parses and re-serialises, and only a canonical form survives that.
+    """
+    return canonical_json({k: v for k, v in pack.items() if k != "signature"}).encode("utf-8")
+
+
+def _is_evidence_pack(file: Path) -> bool:
+    """Whether a file looks like an evidence pack (``meta.schemaVersion`` and ``signature``);
+    anything else (including unreadable files) goes to the hosted-export check, which names it."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return (isinstance(data, dict) and isinstance(data.get("meta"), dict)
+            and "schemaVersion" in data["meta"] and "signature" in data)
+
+
+def _check_pack_signature(name: str, pack: Mapping[str, Any], verifier_key: str | None) -> tuple[str, str]:
+    """(where the key came from, the key text), once the pack's signature checks."""
+    sig = pack.get("signature")
+    if not isinstance(sig, dict) or sig.get("algorithm") != "Ed25519":
+        raise ExportInvalid(name, "signature is not an Ed25519 signature object")
+    source, key_text, key_name, public = _verifying_key(verifier_key, sig.get("checkpointKey"), name,
+                                                        "signature.checkpointKey")
+    if sig.get("keyName") != key_name:
+        raise ExportInvalid(name, f"is signed by key {sig.get('keyName')!r}, not {key_name!r}")
+    blob = sig.get("value")
+    try:
+        raw = base64.b64decode(blob if isinstance(blob, str) else "", validate=True)
+    except ValueError:
+        raw = b""
+    if not raw or base64.b64encode(raw).decode() != blob:
+        raise ExportInvalid(name, "signature.value is not canonical base64")
+    try:
+        public.verify(raw, pack_signed_bytes(pack))
+    except (InvalidSignature, InvalidInput):
+        raise ExportInvalid(name, f"does not match its signature under key {key_name!r} (the pack or "
+                                  "its signature was altered, or it was signed by another key)") from None
+    if str(sig.get("checkpointKey", "")).strip() != key_text.strip():
+        raise ExportInvalid(name, "signature.checkpointKey is not the key that signed the pack")
+    return source, key_text
+
+
+def _pack_chain(name: str, entries: list[Any], developer_id: str) -> tuple[ChainReport, bool]:
+    """The window's entries through the ledger's verifier: (report, whether it starts at seq 1).
+
+    A window that does not start at the chain's first entry is checked as a
+    continuation of a head the pack cannot prove (its first entry's prevHash):
+    every hash is recomputed from the stored bytes and every link inside the
+    window is checked, which is all a window can show.
+    """
+    for position, row in enumerate(entries, 1):
+        if not isinstance(row, dict):
+            raise ExportInvalid(name, f"auditEntries[{position}] is not an object")
+        problem = _entry_problem(row, developer_id)
+        if problem is not None:
+            raise ExportInvalid(name, f"auditEntries[{position}] ({row.get('entryId')}): {problem}")
+    first = entries[0] if entries else None
+    at_start = first is None or first["seq"] == 1
+    after = None
+    if first is not None and not at_start:
+        if not isinstance(first.get("prevHash"), str):
+            raise ExportInvalid(name, f"auditEntries[1] ({first.get('entryId')}) is seq {first['seq']} "
+                                      "but links to nothing")
+        after = (first["seq"] - 1, first["prevHash"], "", "")
+    try:
+        report = verify_rows([(r["seq"], r["preimage"], r["hash"]) for r in entries],
+                             developer_id=developer_id, after=after, with_root=False)
+    except ChainBroken as exc:
+        raise _rechained(exc, f"{name}, auditEntries") from None
+    return report, at_start
+
+
+def _pack_counts(name: str, pack: Mapping[str, Any]) -> None:
+    """The summary's counts (and chainIntegrity's verdict) agree with the lists the pack holds."""
+    summary = pack.get("summary")
+    if not isinstance(summary, dict):
+        raise ExportInvalid(name, "has no summary object")
+
+    def count(rows: list[Any], key: str, value: str) -> int:
+        return sum(1 for r in rows if isinstance(r, dict) and r.get(key) == value)
+
+    grants, entries = pack["grants"], pack["auditEntries"]
+    expected = {
+        "grants": {"total": len(grants), **{s: count(grants, "status", s)
+                                            for s in ("active", "revoked", "expired")}},
+        "auditEntries": {"total": len(entries), **{s: count(entries, "status", s)
+                                                   for s in ("success", "failure", "blocked")}},
+        "policies": {"total": len(pack["policies"])},
+    }
+    for section, counts in expected.items():
+        claimed = summary.get(section)
+        if not isinstance(claimed, dict) or {k: claimed.get(k) for k in counts} != counts:
+            raise ExportInvalid(name, f"summary.{section} is {claimed}, the pack's {section} give {counts}")
+    integrity = pack.get("chainIntegrity")
+    if not isinstance(integrity, dict) or integrity.get("valid") is not True:
+        raise ExportInvalid(name, f"chainIntegrity says the ledger's chain did not verify when the pack "
+                                  f"was made: {integrity}")
+
+
+def verify_evidence_pack(path: str | os.PathLike[str], *, verifier_key: str | None = None) -> dict[str, Any]:
+    """Check an evidence pack file offline; returns a summary or raises.
+
+    The signature first (with ``verifier_key`` when given, else the pack's own
+    key, which proves only self-consistency: the summary says so); then every
+    audit entry against its stored preimage and the links between them; then
+    the summary's counts against the lists. Raises :class:`ExportInvalid`
+    naming the part, or :class:`~grantex_local.errors.ChainBroken`.
+    """
+    file = Path(path)
+    name = file.name
+    try:
+        pack = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise ExportInvalid(name, "is not a JSON file") from None
+    if not isinstance(pack, dict) or not isinstance(pack.get("meta"), dict):
+        raise ExportInvalid(name, "is not an evidence pack (no meta object)")
+    source, key_text = _check_pack_signature(name, pack, verifier_key)
+    meta = pack["meta"]
+    if meta.get("schemaVersion") != PACK_SCHEMA_VERSION:
+        raise ExportInvalid(name, f"meta.schemaVersion is {meta.get('schemaVersion')!r}, "
+                                  f"not {PACK_SCHEMA_VERSION!r}")
+    developer_id = meta.get("developerId")
+    if not isinstance(developer_id, str):
+        raise ExportInvalid(name, "meta.developerId is missing")
+    for key in _PACK_LISTS:
+        if not isinstance(pack.get(key), list):
+            raise ExportInvalid(name, f"{key} is not a list")
+    for position, grant in enumerate(pack["grants"], 1):
+        if not isinstance(grant, dict) or grant.get("developerId") != developer_id:
+            raise ExportInvalid(name, f"grants[{position}] is not a grant of developer {developer_id}")
+    report, at_start = _pack_chain(name, pack["auditEntries"], developer_id)
+    _pack_counts(name, pack)
+    out: dict[str, Any] = {
+        "valid": True, "format": PACK_FORMAT, "path": str(file), "ledgerId": meta.get("ledgerId"),
+        "issuer": meta.get("issuer"), "generatedAt": meta.get("generatedAt"),
+        "framework": meta.get("framework"), "since": meta.get("since"), "until": meta.get("until"),
+        "keySource": source, "checkpointKey": key_text, "entries": report.entries,
+        "grants": len(pack["grants"]), "policies": len(pack["policies"]),
+        "startsAtChainStart": at_start, "chains": [report.to_dict()],
+    }
+    if source == "bundle":
+        out["warning"] = KEY_FROM_BUNDLE_WARNING
+    return out
+
+
 __all__ = [
     "BUNDLE_FILES", "FORMAT", "TABLES", "VERSION", "ExportInvalid", "export_bundle",
-    "verify_bundle", "verify_hosted_export",
+    "verify_bundle", "verify_evidence_pack", "verify_hosted_export",
 ]
 
 

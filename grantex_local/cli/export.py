@@ -84,5 +84,10 @@ def verify_export(path: str, verifier_key: str | None, as_json: bool) -> None:
         for chain in summary["chains"]:
             click.echo(f"  {chain['developerId']}: {chain['entries']} entries, "
                        f"head {chain['headHash'] or '-'}")
+        if summary.get("format") == "evidence-pack":
+            click.echo(f"evidence pack: signature, {summary['grants']} grants, {summary['policies']} "
+                       "policies and the summary's counts check; the entries "
+                       + ("start at the chain's first entry" if summary["startsAtChainStart"] else
+                          "are a window of the chain (links checked inside it, not back to its start)"))
 
     emit(as_json, summary, human)
