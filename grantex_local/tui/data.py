@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from .. import agents, authorization, errors, grants, info, tokens, webhooks
+from .. import agents, anomalies, authorization, errors, grants, info, tokens, webhooks
 from ..audit import chain as audit_chain
 from ..audit import checkpoints as audit_checkpoints
 from ..audit import trail as audit_trail
@@ -234,6 +234,21 @@ class Overview:
     """Auditor mode: the instant statuses are judged at (``as of … UTC (export time)``)."""
     failed_deliveries: int = 0
     """Webhook deliveries that gave up after their last retry: events a receiver never got."""
+    open_anomalies: int = 0
+    """Stored anomalies nobody acknowledged (detection is never run by the TUI, only read)."""
+    worst_anomalies: tuple[OpenAnomaly, ...] = ()
+    """The few most severe of them, most severe first."""
+
+
+@dataclass(frozen=True)
+class OpenAnomaly:
+    """An unacknowledged anomaly as the overview names it."""
+
+    id: str
+    severity: str
+    type: str
+    agent_id: str | None
+    description: str
 
 
 @dataclass(frozen=True)
@@ -354,6 +369,7 @@ class TuiData:
             counts = info.summary(self.ledger)["counts"]
             suspended = len(agents.list_agents(self.ledger, None, status="suspended"))
             failed = webhooks.failed_count(self.ledger)
+            open_count, worst = self.open_anomalies()
             now = iso(self.ledger.now())
         as_of = None
         if self.bundle is not None:
@@ -362,7 +378,13 @@ class TuiData:
                 as_of += " (export time)"
         return Overview(self.file_name, counts["agents"], suspended, counts["grants"],
                         counts["activeGrants"], counts["liveTokens"], counts["pendingRequests"],
-                        counts["auditEntries"], as_of, failed)
+                        counts["auditEntries"], as_of, failed, open_count, worst)
+
+    def open_anomalies(self, limit: int = 3) -> tuple[int, tuple[OpenAnomaly, ...]]:
+        """How many stored anomalies are open in the whole file, and the ``limit`` most severe."""
+        with self._lock:
+            count, top = anomalies.most_severe_open(self.ledger, None, limit)
+        return count, tuple(OpenAnomaly(a.id, a.severity, a.type, a.agent_id, a.description) for a in top)
 
     # ── the delegation tree ──────────────────────────────────────────────
 

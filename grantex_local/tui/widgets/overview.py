@@ -36,6 +36,13 @@ def overview_text(o: Overview | None, chain: ChainState | None, *, read_only: bo
         text.append(f" {plural(o.failed_deliveries, 'webhook delivery', 'webhook deliveries')} failed ",
                     style="bold reverse red")
         text.append(" ")
+    if o.open_anomalies:  # only when there are some: stored by 'anomalies detect', never run here
+        worst = o.worst_anomalies[0].severity if o.worst_anomalies else ""
+        text.append(f" {plural(o.open_anomalies, 'open anomaly', 'open anomalies')} ",
+                    style="bold reverse red" if worst in ("high", "critical") else "bold reverse yellow")
+        text.append(" " + "; ".join(f"{a.severity} {a.type}" + (f" {a.agent_id}" if a.agent_id else "")
+                                    for a in o.worst_anomalies))
+        text.append(" ")
     if chain is not None:
         text.append(" chain ✓ " if chain.ok else " chain ✗ BROKEN ",
                     style="bold reverse green" if chain.ok else "bold reverse red")
