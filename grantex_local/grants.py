@@ -140,9 +140,13 @@ def revoke_subtrees(conn: sqlite3.Connection, root_ids: list[str], revoked_at: s
 
 
 def revoke_and_record(ledger: Ledger, conn: sqlite3.Connection, root_ids: list[str], revoked_at: str,
-                      *, cause: str) -> list[str]:
+                      *, cause: str, actor: dict[str, Any] | None = None) -> list[str]:
     """Revoke subtrees and write one ``grantex.grant.revoked`` entry per grant revoked,
-    in the caller's transaction."""
+    in the caller's transaction.
+
+    ``actor`` (optional) says who asked, when it is not the developer (a principal on the
+    permissions page): it goes into the roots' entries as ``revokedBy``, so the trail shows
+    that the person the grant was given by took it back."""
     from .audit.hashing import canonical_object
     from .audit.trail import Appender
 
@@ -160,7 +164,9 @@ def revoke_and_record(ledger: Ledger, conn: sqlite3.Connection, root_ids: list[s
                      "success") for r in revoked]
         texts = [canonical_object({
             "revokedAt": revoked_at, "cause": cause if r["id"] in roots else "ancestor_revoked",
-            "revokedWith": len(rows), "parentGrantId": r["parent_grant_id"]})[0] for r in revoked]
+            "revokedWith": len(rows), "parentGrantId": r["parent_grant_id"],
+            **({"revokedBy": actor} if actor is not None and r["id"] in roots else {})})[0]
+            for r in revoked]
         trail = Appender(ledger, conn, developer_id)
         trail.add_many(contexts, texts, [None] * len(texts), revoked_at, entries=False)
         trail.flush()

@@ -171,3 +171,158 @@ def verify_session(ledger: Ledger, token: object) -> VerifiedSession:
     except errors.NotFound:
         raise _invalid("its developer no longer exists", "developer") from None
     return VerifiedSession(sub, dev, iat, exp, via)
+
+
+# ── what a session lets its principal see and do (the permissions page, issue 12) ──
+#
+# Everything below is scoped by the session alone: grants of *this* principal under *this*
+# developer. A grant outside that scope, or no longer active, is NotFound with the same text as
+# a grant that does not exist, so a session cannot probe for other people's grants.
+
+AUDIT_LIMIT = 100
+_AUDIT_FIELDS = ("entryId", "agentId", "agentDid", "grantId", "principalId", "action", "metadata",
+                 "status", "timestamp")
+
+
+def _not_found(grant_id: object) -> errors.NotFound:
+    return errors.NotFound(f"grant {grant_id} not found among your active grants")
+
+
+def _describe(scope: str) -> str:
+    from .scopes import describe
+
+    try:
+        return describe(scope)
+    except errors.GrantexLocalError:  # a scope stored before today's grammar: say so, never fail the page
+        return f"Do whatever the scope '{scope}' permits (no description is registered for it)"
+
+
+def principal_grants(ledger: Ledger, session: VerifiedSession) -> list[dict[str, Any]]:
+    """The session's principal's active, unexpired grants under its developer, newest first.
+
+    Each is the SDK's shape (``grantId, agentId, agentName, agentDescription, agentDid, scopes,
+    status, issuedAt, expiresAt, delegationDepth``) plus what a person needs to judge it:
+    ``scopeDescriptions`` (words, never only the raw strings), ``parentGrantId``,
+    ``delegationChain`` (the agents above it, root first), ``lastActivity`` (the latest audit
+    entry of the grant) and ``descendants`` (active grants below it, which a revoke takes too).
+    One read of every grant of the principal: delegated grants carry their root's principal,
+    so chains and subtrees never leave this set.
+    """
+    import json
+
+    now = iso(ledger.now())
+    with ledger.read() as conn:
+        rows = conn.execute(
+            "SELECT g.id, g.agent_id, g.scopes, g.issued_at, g.expires_at, g.revoked_at, "
+            "g.delegation_depth, g.parent_grant_id, a.name, a.description, a.did, "
+            "(SELECT max(e.timestamp) FROM audit_entries e WHERE e.grant_id = g.id) AS last_activity "
+            "FROM grants g JOIN agents a ON a.id = g.agent_id "
+            "WHERE g.developer_id = ? AND g.principal_id = ? ORDER BY g.issued_at DESC, g.id DESC",
+            (session.developer_id, session.principal_id)).fetchall()
+    by_id = {r["id"]: r for r in rows}
+
+    def active(row: Any) -> bool:
+        return row["revoked_at"] is None and row["expires_at"] > now
+
+    children: dict[str, list[str]] = {}
+    for r in rows:
+        if r["parent_grant_id"] is not None:
+            children.setdefault(r["parent_grant_id"], []).append(r["id"])
+
+    def below(grant_id: str) -> int:
+        count, stack = 0, list(children.get(grant_id, []))
+        while stack:
+            child = stack.pop()
+            count += active(by_id[child])
+            stack.extend(children.get(child, []))
+        return count
+
+    out = []
+    for r in rows:
+        if not active(r):
+            continue
+        chain: list[dict[str, str]] = []
+        cursor = r["parent_grant_id"]
+        while cursor is not None and cursor in by_id and len(chain) < 64:
+            parent = by_id[cursor]
+            chain.append({"grantId": parent["id"], "agentId": parent["agent_id"],
+                          "agentName": parent["name"]})
+            cursor = parent["parent_grant_id"]
+        scopes = list(json.loads(r["scopes"]))
+        out.append({
+            "grantId": r["id"], "agentId": r["agent_id"], "agentName": r["name"],
+            "agentDescription": r["description"], "agentDid": r["did"], "scopes": scopes,
+            "scopeDescriptions": [{"scope": s, "description": _describe(s)} for s in scopes],
+            "status": "active", "issuedAt": r["issued_at"], "expiresAt": r["expires_at"],
+            "delegationDepth": r["delegation_depth"], "parentGrantId": r["parent_grant_id"],
+            "delegationChain": chain[::-1], "lastActivity": r["last_activity"],
+            "descendants": below(r["id"]),
+        })
+    return out
+
+
+def principal_audit(ledger: Ledger, session: VerifiedSession, *,
+                    limit: int = AUDIT_LIMIT) -> list[dict[str, Any]]:
+    """The principal's audit entries under the session's developer, newest first, at most
+    ``limit`` (100): the SDK's shape, without hashes (the chain is the developer's to verify)."""
+    from .audit.trail import list_entries
+
+    entries = list_entries(ledger, session.developer_id, principal_id=session.principal_id,
+                           page_size=max(1, min(limit, AUDIT_LIMIT)), newest_first=True)
+    out = []
+    for entry in entries:
+        data = entry.to_dict()
+        out.append({name: data[name] for name in _AUDIT_FIELDS})
+    return out
+
+
+def _owned_active(conn: Any, session: VerifiedSession, grant_id: object, now: str) -> None:
+    if not isinstance(grant_id, str) or not grant_id or len(grant_id) > 256:
+        raise _not_found(grant_id if isinstance(grant_id, str) else "")
+    row = conn.execute("SELECT developer_id, principal_id, revoked_at, expires_at FROM grants WHERE id = ?",
+                       (grant_id,)).fetchone()
+    if (row is None or row["developer_id"] != session.developer_id
+            or row["principal_id"] != session.principal_id or row["revoked_at"] is not None
+            or row["expires_at"] <= now):
+        raise _not_found(grant_id)
+
+
+def principal_blast_radius(ledger: Ledger, session: VerifiedSession, grant_id: object) -> dict[str, Any]:
+    """What revoking one of the principal's grants would take with it, for the confirmation
+    dialog: :func:`grants.blast_radius` plus ``agentName`` (of the grant itself) and ``below``,
+    the active grants under it (``grantId, agentId, agentName, delegationDepth, parentGrantId``)
+    in tree order."""
+    from . import grants
+
+    now = iso(ledger.now())
+    with ledger.read() as conn:
+        _owned_active(conn, session, grant_id, now)
+        assert isinstance(grant_id, str)
+        ids = grants.subtree_ids(conn, [grant_id])
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
+            "SELECT g.id, g.agent_id, a.name, g.delegation_depth, g.parent_grant_id FROM grants g "
+            f"JOIN agents a ON a.id = g.agent_id WHERE g.id IN ({marks}) AND g.revoked_at IS NULL "
+            "AND g.expires_at > ? ORDER BY g.delegation_depth, g.issued_at, g.id", [*ids, now]).fetchall()
+    radius = grants.blast_radius(ledger, grant_id)
+    radius["agentName"] = next((r["name"] for r in rows if r["id"] == grant_id), None)
+    radius["below"] = [{"grantId": r["id"], "agentId": r["agent_id"], "agentName": r["name"],
+                        "delegationDepth": r["delegation_depth"], "parentGrantId": r["parent_grant_id"]}
+                       for r in rows if r["id"] != grant_id]
+    return radius
+
+
+def revoke_as_principal(ledger: Ledger, session: VerifiedSession, grant_id: object) -> list[str]:
+    """Revoke one of the principal's active grants and everything delegated from it, through the
+    normal path (one ``grantex.grant.revoked`` entry per grant, one ``grant.revoked`` event),
+    recorded as done by the principal: the root's entry says ``cause: "revoked_by_principal"``
+    and ``revokedBy: {principalId, via}``. The check and the revoke share one transaction, so a
+    grant revoked meanwhile by someone else is NotFound here, never revoked twice."""
+    from .grants import revoke_and_record
+
+    now = iso(ledger.now())
+    with ledger.write() as conn:
+        _owned_active(conn, session, grant_id, now)
+        assert isinstance(grant_id, str)
+        return revoke_and_record(ledger, conn, [grant_id], now, cause="revoked_by_principal",
+                                 actor={"principalId": session.principal_id, "via": session.via})
