@@ -645,6 +645,8 @@ def test_the_command_set() -> None:
         *(f"audit {c}" for c in ("list", "show", "log", "verify", "checkpoint", "checkpoints", "prove",
                                  "verify-proof", "public-key")),
         "export", "verify-export", "tui", "serve", "seed", "mcp",
+        "principals link", "principals list",
+        *(f"anomalies {c}" for c in ("detect", "list", "ack", "policy")),
     }
 
 

@@ -406,6 +406,8 @@ COMMANDS: dict[str, str] = {
     "serve": "serve:serve_command",
     "seed": "seed:seed",
     "mcp": "mcp:mcp_command",
+    "principals": "principals:principals_group",
+    "anomalies": "anomalies:anomalies_group",
 }
 """Each top-level command and where it is defined: ``module:attribute``, the module in this package."""
 

@@ -30,11 +30,25 @@ from ..clock import Clock
 from ..founding import Ledger
 from ..ledger import validate_issuer
 from ..webhooks import DEFAULT_BASE_DELAY, DeliveryWorker
-from . import consent
+from . import consent, permissions
 from .docs import install_docs
 from .errors import ApiError, on_api_error, on_http_error, on_library_error, on_validation_error
 from .middleware import GrantexMiddleware, allowed_host_names, issuer_host
-from .routes import account, agents, audit, flow, grants, policies, principal, public, revocations
+from .routes import (
+    account,
+    agents,
+    anomalies,
+    audit,
+    compliance,
+    flow,
+    grants,
+    policies,
+    principal,
+    public,
+    revocations,
+    scim,
+    sso,
+)
 from .routes import events as event_routes
 from .routes import webhooks as webhook_routes
 from .state import LedgerPool, RateLimiter, ServerState
@@ -140,7 +154,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     for module in (public, agents, flow, grants, revocations, audit, policies, principal, consent,
-                   account, webhook_routes, event_routes):
+                   permissions, account, webhook_routes, event_routes, anomalies, compliance, scim, sso):
         app.include_router(module.router)
     if test_mode:
         from .routes import testing as testing_routes  # the reset route exists only in test mode
