@@ -18,6 +18,7 @@ from pathlib import Path
 from . import (
     analysis,
     audit,
+    budgets,
     cascade,
     cold_start,
     events,
@@ -87,6 +88,7 @@ def main() -> None:
             rows.extend(server.load(work, requests=60))
             rows.append(events.fanout(work, count=200, repeats=1))
             rows.append(revocations.propagation(work, samples=5))
+            rows.extend(budgets.debits(work, count=40, repeats=1))
             rows.extend(analysis.load_and_check(work, 5_000))
             rows.extend(pytest_fixtures.run(work, count=5, servers=3))
         else:
@@ -94,6 +96,7 @@ def main() -> None:
             rows.extend(server.load(work))
             rows.append(events.fanout(work))
             rows.append(revocations.propagation(work))
+            rows.extend(budgets.debits(work))
             rows.extend(analysis.load_and_check(work, args.analysis_entries))
             rows.extend(pytest_fixtures.run(work))
     print_table(rows)

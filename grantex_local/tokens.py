@@ -85,6 +85,8 @@ def build_claims(
         claims["delegationDepth"] = depth
     if grant.get("audience"):
         claims["aud"] = grant["audience"]
+    if grant.get("bdg") is not None:  # set by refresh only, as the reference does (SDK-SURFACE §8)
+        claims["bdg"] = grant["bdg"]
     claims[GRANT_CLAIM] = grant_claim
     return claims
 
@@ -351,6 +353,9 @@ def refresh(ledger: Ledger, developer_id: str, *, refresh_token: str, agent_id: 
                 raise errors.InvalidRefreshToken("refresh token has already been used")
             grant = dict(row)
             grant["scopes"] = json.loads(row["scopes"])
+            from .budgets import remaining_claim  # the refreshed token carries the budget left
+
+            grant["bdg"] = remaining_claim(conn, row["id"])
             parent_did = None
             if row["parent_grant_id"] is not None:
                 parent_did = conn.execute(

@@ -24,7 +24,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
                    "audit chain verification, peak memory", "cascade revocation", "CLI cold start",
                    "MCP cold start",
                    "server POST /v1/tokens/verify", "tui first screen", "event stream fan-out",
-                   "revocation feed propagation", "pytest fixture grantex_ledger",
+                   "revocation feed propagation", "budget debit, 1 process", "budget debit, 4 processes",
+                   "pytest fixture grantex_ledger",
                    "pytest fixture grantex_server"):
         assert any(n.startswith(prefix) for n in names), (prefix, names)
     for row in rows:

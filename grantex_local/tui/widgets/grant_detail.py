@@ -61,6 +61,18 @@ def render_grant(d: GrantDetail) -> RenderableType:
         scopes.add_row(scope, description)
     parts.append(scopes)
 
+    if d.budget is not None:
+        b = d.budget
+        carved_from = "  (carved from the parent's budget)" if b["parentAllocationId"] else ""
+        parts.append(_heading(f"Budget ({b['currency']})"))
+        parts.append(_fields([
+            ("Allocated", b["initialBudget"] + carved_from),
+            ("Spent", b["spent"]),
+            ("Carved out", b["carved"]),
+            ("Remaining", b["remainingBudget"]),
+            ("Subtree spent", b["subtreeSpent"]),
+        ]))
+
     parts.append(_heading("Parent chain, up to the root"))
     if not d.chain:
         parts.append(Text("(this is a root grant: a principal approved it directly)", style="dim"))
