@@ -86,7 +86,7 @@ def humanize_duration(expires_in: str) -> str:
     return f"{n} {unit}{'' if n == 1 else 's'}"
 
 
-def _readable_time(stamp: str) -> str:
+def readable_time(stamp: str) -> str:
     try:
         return datetime.fromtimestamp(parse_iso(stamp), UTC).strftime("%Y-%m-%d %H:%M UTC")
     except ValueError:
@@ -111,24 +111,24 @@ def _origin(url: str | None) -> str | None:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
 
 
-def _wants_html(request: Request) -> bool:
+def wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def _page(request: Request, template: str, status: int = 200, *, form_targets: str = "",
-          **context: Any) -> HTMLResponse:
+def render_page(request: Request, template: str, status: int = 200, *, form_targets: str = "",
+                **context: Any) -> HTMLResponse:
     html = _templates.get_template(template).render(issuer=server_state(request).issuer, **context)
     return HTMLResponse(html, status_code=status, headers=_security_headers(form_targets))
 
 
-def _error(request: Request, status: int, code: str, message: str) -> Response:
-    if not _wants_html(request):
+def error_page(request: Request, status: int, code: str, message: str) -> Response:
+    if not wants_html(request):
         return JSONResponse(error_body(status, code, message, request_id_of(request.scope)),
                             status_code=status, headers={"Cache-Control": "no-store"})
     heading = {403: "This form cannot be accepted", 404: "No such request",
                409: "Already decided"}.get(status, "Something went wrong")
-    return _page(request, "result.html", status, kind="error", eyebrow="Authorization request",
-                 heading=heading, lines=[message], request_id_text=request_id_of(request.scope))
+    return render_page(request, "result.html", status, kind="error", eyebrow="Authorization request",
+                       heading=heading, lines=[message], request_id_text=request_id_of(request.scope))
 
 
 @router.get("/consent/assets/consent.css")
@@ -165,12 +165,12 @@ def consent_page(request_id: str, request: Request) -> Response:
     try:
         details = authorization.consent_details(state.ledgers.get(), request_id)
     except (errors.NotFound, errors.InvalidInput):
-        return _error(request, 404, "NOT_FOUND", "There is no authorization request with this address.")
+        return error_page(request, 404, "NOT_FOUND", "There is no authorization request with this address.")
     auth_request = details["request"]
     status = auth_request["status"]
     if status != "pending":
-        return _error(request, 409, "INVALID_STATE", f"This request is {status}: there is nothing left "
-                      "to decide. Ask the agent to start a new one if you still want to give access.")
+        return error_page(request, 409, "INVALID_STATE", f"This request is {status}: there is nothing left "
+                          "to decide. Ask the agent to start a new one if you still want to give access.")
     return _consent_form(request, request_id, details)
 
 
@@ -185,13 +185,13 @@ def _consent_form(request: Request, request_id: str, details: dict[str, Any], *,
         session = secrets.token_urlsafe(32)
     redirect_origin = _origin(auth_request.get("redirectUri"))
     agent = details["agent"]
-    response = _page(
+    response = render_page(
         request, "consent.html", status, form_targets=f" {redirect_origin}" if redirect_origin else "",
         request_id=request_id, agent=agent, developer=details["developer"],
         principal=auth_request["principalId"], scopes=details["scopes"],
         grant_expiry=humanize_duration(details["grantExpiresIn"]),
         request_expires_at=details["requestExpiresAt"],
-        request_expires_text=_readable_time(details["requestExpiresAt"]),
+        request_expires_text=readable_time(details["requestExpiresAt"]),
         redirect_host=urlsplit(redirect_origin).netloc if redirect_origin else None,
         agent_inactive=agent["status"] != "active", open_consent=state.open_consent, problem=problem,
         csrf_token=csrf_token(state.csrf_secret, session, request_id))
@@ -212,10 +212,10 @@ async def consent_decision(request_id: str, request: Request) -> Response:
     origin = request.headers.get("origin")
     own = f"{request.url.scheme}://{request.headers.get('host', '')}"
     if origin is not None and origin != own:
-        return _error(request, 403, "CSRF_FAILED",
-                      "This decision was sent from another site and was refused.")
+        return error_page(request, 403, "CSRF_FAILED",
+                          "This decision was sent from another site and was refused.")
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
-        return _error(request, 403, "CSRF_FAILED", "This decision did not come from the consent form.")
+        return error_page(request, 403, "CSRF_FAILED", "This decision did not come from the consent form.")
     try:
         form = parse_qs((await request.body()).decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:
@@ -227,10 +227,11 @@ async def consent_decision(request_id: str, request: Request) -> Response:
     session = request.cookies.get(COOKIE, "")
     if (not _SESSION.fullmatch(session) or not token
             or not hmac.compare_digest(token, csrf_token(state.csrf_secret, session, request_id))):
-        return _error(request, 403, "CSRF_FAILED", "This form has expired or did not come from the consent "
-                      "page. Open the request's address again and decide there.")
+        return error_page(request, 403, "CSRF_FAILED",
+                          "This form has expired or did not come from the consent page. "
+                          "Open the request's address again and decide there.")
     if decision not in ("approve", "deny"):
-        return _error(request, 400, "BAD_REQUEST", "Choose Approve or Deny.")
+        return error_page(request, 400, "BAD_REQUEST", "Choose Approve or Deny.")
 
     def decide() -> ConsentDecision:
         ledger = state.ledgers.get()
@@ -252,12 +253,12 @@ async def consent_decision(request_id: str, request: Request) -> Response:
     try:
         result = await run_in_threadpool(decide)
     except errors.NotFound:
-        return _error(request, 404, "NOT_FOUND", "There is no authorization request with this address.")
+        return error_page(request, 404, "NOT_FOUND", "There is no authorization request with this address.")
     except errors.InvalidState as exc:
-        return _error(request, 409, exc.code, f"{exc.message}. Nothing was changed.")
+        return error_page(request, 409, exc.code, f"{exc.message}. Nothing was changed.")
     except errors.ApprovalRequired as exc:
-        if not _wants_html(request):
-            return _error(request, 403, exc.code, exc.message)
+        if not wants_html(request):
+            return error_page(request, 403, exc.code, exc.message)
 
         def details() -> dict[str, Any]:
             return authorization.consent_details(state.ledgers.get(), request_id)
@@ -267,7 +268,7 @@ async def consent_decision(request_id: str, request: Request) -> Response:
     except errors.GrantexLocalError as exc:
         if exc.status >= 500:
             raise
-        return _error(request, exc.status, exc.code, exc.message)
+        return error_page(request, exc.status, exc.code, exc.message)
 
     if result.redirect_uri:
         params = {"code": result.code} if result.code else {"error": "access_denied"}
@@ -276,8 +277,9 @@ async def consent_decision(request_id: str, request: Request) -> Response:
         return RedirectResponse(_with_query(result.redirect_uri, params), status_code=303,
                                 headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
     if result.code:
-        return _page(request, "result.html", kind="approved", eyebrow="Approved", heading="Access approved",
-                     lines=["Give this code to the agent; it exchanges it for a grant token."],
-                     code=result.code, state=result.state)
-    return _page(request, "result.html", kind="denied", eyebrow="Denied", heading="Access denied",
-                 lines=["The agent gets no access. You can close this page."])
+        return render_page(request, "result.html", kind="approved", eyebrow="Approved",
+                           heading="Access approved",
+                           lines=["Give this code to the agent; it exchanges it for a grant token."],
+                           code=result.code, state=result.state)
+    return render_page(request, "result.html", kind="denied", eyebrow="Denied", heading="Access denied",
+                       lines=["The agent gets no access. You can close this page."])

@@ -36,7 +36,7 @@ from ..jobs import db_job
 from ..widgets import AuditView, ConsentInbox, DelegationTree, GrantDetailView, OverviewBar
 from ..widgets.audit import AUDIT_KEYS
 from ..widgets.filter_input import FilterInput
-from ..widgets.inbox import render_consent
+from ..widgets.inbox import render_consent, render_decision
 from ..widgets.tree import NodeData
 from .code import CodeScreen
 from .confirm import ConfirmScreen, RevokeTokenScreen
@@ -375,7 +375,29 @@ class MainScreen(Screen[None]):
             return None
         return row.request.request_id, shown(row.agent_name), details
 
+    def _approve_decision(self) -> None:
+        """A decision request: approve as the OS user; dwell runs from when its detail was shown."""
+        row, details = self.inbox.selected_decision, self.inbox.decision_details
+        if row is None or details is None or details["id"] != row.request_id:
+            self.notify("No pending request is selected.", severity="warning")
+            return
+        request_id, shown_at = row.request_id, float(details["shownAt"])
+
+        def decided(confirmed: bool | None) -> None:
+            if confirmed:
+                db_job(self, lambda: self.data.approve_decision(request_id, shown_at),
+                       lambda done: self._wrote(
+                           f"Approved decision {request_id} ({done.position} of "
+                           f"{done.request.approvals_required})."), group="action")
+
+        body = Group(render_decision(details, self.data.now()),
+                     Text("\nApproving mints a single-use decision grant for the requester.", style="italic"))
+        self.app.push_screen(ConfirmScreen("Approve this decision?", body, "Approve", danger=False), decided)
+
     def action_approve(self) -> None:
+        if self.inbox.selected_decision is not None:
+            self._approve_decision()
+            return
         chosen = self._selected_request()
         if chosen is None:
             return
@@ -395,6 +417,10 @@ class MainScreen(Screen[None]):
         self.gx_app.poll_now()
 
     def action_deny(self) -> None:
+        if self.inbox.selected_decision is not None:
+            self.notify("A decision request is approved or left to expire; cancel it with "
+                        "'grantex-local decisions cancel'.", severity="warning")
+            return
         chosen = self._selected_request()
         if chosen is None:
             return

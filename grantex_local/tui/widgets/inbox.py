@@ -7,6 +7,10 @@ access would last and when the request itself expires, all from the library's
 ``consent_details``. It also shows the request's approval code: the consent page decides only
 with it (or the principal's own session), and only someone holding the ledger file, like the
 person at this TUI, can see it. Deciding here needs no code: the TUI holds the file.
+
+Decision requests (issue 13: a person approves one specific high-risk action) are listed below
+the consent requests in the same table; their detail shows the action, memo and policy score.
+The approver's dwell time runs from the moment the detail was shown here to the approval.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
-from ..data import RequestRow, TuiData
+from ..data import DecisionRow, RequestRow, TuiData
 from ..format import relative, short_id, shown, when
 from ..jobs import db_job
 from .tree import MOVE
@@ -65,6 +69,33 @@ def render_consent(details: dict[str, Any], now: float) -> RenderableType:
     return Group(head, grid, Text(f"\nIt asks to ({len(details['scopes'])} scopes):", style="bold"), scopes)
 
 
+def render_decision(details: dict[str, Any], now: float) -> RenderableType:
+    act = details["action"]
+    head = Text("Decision: ", style="bold")
+    head.append(f"{shown(act['decision'])} on case {shown(act['case_id'])}", style="bold")
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("Action (tool)", f"{shown(act['action'])} on {shown(details['connector'])}")
+    grid.add_row("Subject", shown(act["subject"]))
+    if "amount" in act:
+        grid.add_row("Amount", shown(str(act["amount"])))
+    for name, value in sorted(act.get("extra", {}).items()):
+        grid.add_row(shown(name), shown(str(value)))
+    grid.add_row("Case version", shown(details["caseVersion"]))
+    grid.add_row("Memo", shown(details["memo"]["content"]))
+    grid.add_row("Policy score", shown(str(details["policyScore"]["content"])))
+    approvals = details["approvals"]
+    grid.add_row("Approvals", f"{len(approvals)} of {details['approvalsRequired']}"
+                 + (f" ({', '.join(shown(a['approver']) for a in approvals)})" if approvals else ""))
+    grid.add_row("Request expires", when(details["expiresAt"], now))
+    grid.add_row("Request", details["id"])
+    if details.get("approvalCode"):
+        grid.add_row("Approval code", Text(details["approvalCode"], style="bold reverse"))
+        grid.add_row("Approval page", f"{details['approvalPage']}#approval={details['approvalCode']}")
+    return Group(head, grid)
+
+
 class ConsentInbox(Vertical):
     """Pending requests (every developer) above the consent detail of the highlighted one."""
 
@@ -72,7 +103,9 @@ class ConsentInbox(Vertical):
         super().__init__(id=id)
         self.data_source = data
         self.rows: tuple[RequestRow, ...] = ()
+        self.decisions: tuple[DecisionRow, ...] = ()
         self.details: dict[str, Any] | None = None
+        self.decision_details: dict[str, Any] | None = None
         self.loaded_once = False
 
     def compose(self) -> ComposeResult:
@@ -96,13 +129,24 @@ class ConsentInbox(Vertical):
             return None
         return self.rows[table.cursor_row]
 
-    def reload(self) -> None:
-        db_job(self, self.data_source.pending_requests, self._show, group="inbox", exclusive=True)
+    @property
+    def selected_decision(self) -> DecisionRow | None:
+        """The highlighted decision request (they follow the consent requests in the table)."""
+        index = self.query_one(RequestTable).cursor_row - len(self.rows)
+        return self.decisions[index] if 0 <= index < len(self.decisions) else None
 
-    def _show(self, rows: tuple[RequestRow, ...]) -> None:
+    def reload(self) -> None:
+        def both() -> tuple[tuple[RequestRow, ...], tuple[DecisionRow, ...]]:
+            return self.data_source.pending_requests(), self.data_source.pending_decisions()
+
+        db_job(self, both, self._show, group="inbox", exclusive=True)
+
+    def _show(self, found: tuple[tuple[RequestRow, ...], tuple[DecisionRow, ...]]) -> None:
+        rows, pending_decisions = found
         table = self.query_one(RequestTable)
-        keep = self.selected.request.request_id if self.selected else None
-        self.rows = rows
+        keep = (self.selected.request.request_id if self.selected
+                else self.selected_decision.request_id if self.selected_decision else None)
+        self.rows, self.decisions = rows, pending_decisions
         table.clear()
         now = self.data_source.now()
         for r in rows:
@@ -110,14 +154,20 @@ class ConsentInbox(Vertical):
             table.add_row(shown(r.agent_name), shown(r.developer_name), shown(q.principal_id),
                           str(len(q.scopes)), q.expires_in,
                           relative(q.expires_at, now), short_id(q.request_id), key=q.request_id)
-        table.border_title = f"Waiting for your decision ({len(rows)})"
+        for d in pending_decisions:
+            table.add_row(shown(d.agent_name) or "-", shown(d.developer_name), "decision",
+                          shown(f"{d.tool}: {d.decision}"), d.approvals, relative(d.expires_at, now),
+                          short_id(d.request_id), key=d.request_id)
+        total = len(rows) + len(pending_decisions)
+        table.border_title = f"Waiting for your decision ({total})"
         self.loaded_once = True
-        index = next((i for i, r in enumerate(rows) if r.request.request_id == keep), 0)
-        if rows:
+        keys = [r.request.request_id for r in rows] + [d.request_id for d in pending_decisions]
+        index = keys.index(keep) if keep in keys else 0
+        if keys:
             table.move_cursor(row=index)
-            self._load_details(rows[index].request.request_id)
+            self._load_details(keys[index])
         else:
-            self.details = None
+            self.details = self.decision_details = None
             self.query_one("#consent-body", Static).update(
                 Text("No request is waiting. Requests from non-sandbox developers appear here.",
                      style="dim"))
@@ -128,9 +178,17 @@ class ConsentInbox(Vertical):
             self._load_details(str(event.row_key.value))
 
     def _load_details(self, request_id: str) -> None:
+        if request_id.startswith("dreq_"):
+            db_job(self, lambda: self.data_source.decision_details(request_id), self._show_decision,
+                   group="consent", exclusive=True)
+            return
         db_job(self, lambda: self.data_source.consent_details(request_id), self._show_details,
                group="consent", exclusive=True)
 
     def _show_details(self, details: dict[str, Any]) -> None:
-        self.details = details
+        self.details, self.decision_details = details, None
         self.query_one("#consent-body", Static).update(render_consent(details, self.data_source.now()))
+
+    def _show_decision(self, details: dict[str, Any]) -> None:
+        self.decision_details, self.details = details, None
+        self.query_one("#consent-body", Static).update(render_decision(details, self.data_source.now()))
