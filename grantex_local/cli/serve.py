@@ -37,10 +37,13 @@ from . import _LEDGER_KEY, CliError, confirm, ledger_option, ledger_path, yes_op
                    "(its issuer is the URL it listens on).")
 @click.option("--seed", "seed_file", default=None, metavar="FILE", type=click.Path(dir_okay=False),
               help="With --ephemeral: load this seed file (YAML or JSON, see 'seed') first.")
+@click.option("--insecure-store", is_flag=True,
+              help="Let the vault store secrets though the ledger has no passphrase (NOT protected).")
 @ledger_option
 def serve_command(host: str | None, port: int | None, issuer: str | None, yes: bool,
                   allowed_hosts: tuple[str, ...], rate_limit: int | None, max_body: int | None,
-                  quiet: bool, open_consent: bool, ephemeral: bool, seed_file: str | None) -> None:
+                  quiet: bool, open_consent: bool, ephemeral: bool, seed_file: str | None,
+                  insecure_store: bool) -> None:
     """Serve the Grantex REST API, the consent page and /docs over the ledger (Ctrl+C stops).
 
     The ledger's issuer (`info` shows it) stays put: it is in every token, and clients must use
@@ -54,7 +57,8 @@ def serve_command(host: str | None, port: int | None, issuer: str | None, yes: b
 
     options: dict[str, Any] = dict(
         allowed_hosts=allowed_hosts, rate_limit=rate_limit or DEFAULT_RATE_LIMIT,
-        max_body=max_body or DEFAULT_MAX_BODY, access_log=not quiet, open_consent=open_consent)
+        max_body=max_body or DEFAULT_MAX_BODY, access_log=not quiet, open_consent=open_consent,
+        vault_insecure_store=insecure_store)
     if ephemeral:
         if click.get_current_context().meta.get(_LEDGER_KEY) is not None:
             raise CliError("--ephemeral serves a temporary ledger of its own; leave out --ledger")

@@ -185,6 +185,7 @@ def serve(
     echo: Callable[[str], Any] | None = None,
     open_consent: bool = False,
     found: Callable[[str], Any] | None = None,
+    vault_insecure_store: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM. Library errors (no ledger, bad issuer) propagate before binding
     anything long-lived, so the CLI can print them as one line.
@@ -195,6 +196,7 @@ def serve(
     besides loopback and the issuer's host that requests may carry in ``Host``; a non-loopback
     ``host`` to listen on is one of them. ``found``: there is no ledger yet; it is called with
     the URL the bound socket answers at, and must make the ledger (``serve --ephemeral``).
+    ``vault_insecure_store``: the vault may store secrets in a ledger with no passphrase.
     """
     echo = echo or (lambda text: print(text, flush=True))
     current = current_issuer(ledger_path) if found is None else None
@@ -225,7 +227,7 @@ def serve(
             found(f"http://{url_host(host)}:{actual_port}")
         app = create_app(ledger_path, issuer=issuer, change_issuer=change_issuer,
                          allowed_hosts=hosts, rate_limit=rate_limit, max_body=max_body,
-                         open_consent=open_consent)
+                         open_consent=open_consent, vault_insecure_store=vault_insecure_store)
         state = app.state.grantex
         base = f"http://{url_host(host)}:{actual_port}"
         if serves_issuer(state.issuer, host, actual_port):
@@ -235,6 +237,9 @@ def serve(
                            previous=state.issuer_changed_from, open_consent=open_consent,
                            allowed_hosts=hosts, ephemeral=found is not None):
             echo(line)
+        if vault_insecure_store:
+            echo("warning: --insecure-store: vault secrets stored without a passphrase are NOT "
+                 "protected: anyone who can read the ledger file can read them")
         config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="on",
                                 timeout_graceful_shutdown=graceful_timeout, server_header=False,
                                 proxy_headers=False)
