@@ -8,6 +8,8 @@ its class alone.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class GrantexLocalError(Exception):
     """Base of every error grantex-local raises on purpose.
@@ -197,4 +199,34 @@ class ApprovalRequired(GrantexLocalError):
     """A consent decision came without proof that the person it names (or the local human) made it."""
 
     code = "APPROVAL_REQUIRED"
+    status = 403
+
+
+class DecisionRefused(GrantexLocalError):
+    """A decision grant (or an approval) was refused; ``sub_reason`` is the SDK's
+    ``DecisionSubReason`` value, and the status one the SDK maps back to that sub-reason."""
+
+    code = "DECISION_REFUSED"
+    STATUSES: ClassVar[dict[str, int]] = {"malformed": 400, "unknown_grant": 404, "wrong_agent": 403,
+                                          "four_eyes_incomplete": 403, "expired": 410, "revoked": 410}
+    """Every other sub-reason (consumed, action_mismatch, case_changed, ...) is a 409 conflict."""
+
+    def __init__(self, sub_reason: str, message: str) -> None:
+        super().__init__(message)
+        self.sub_reason = sub_reason
+        self.status = self.STATUSES.get(sub_reason, 409)
+
+
+class VaultLocked(GrantexLocalError):
+    """The credential vault cannot encrypt or decrypt: the ledger was opened without a
+    passphrase (and without ``--insecure-store``), or with one that does not open the vault."""
+
+    code = "VAULT_LOCKED"
+    status = 409
+
+
+class InsufficientScope(GrantexLocalError):
+    """A live grant token whose scopes do not allow what it was presented for."""
+
+    code = "INSUFFICIENT_SCOPE"
     status = 403

@@ -39,16 +39,16 @@ LEDGER_EVENT_TYPES: tuple[str, ...] = (
     "consent.approved", "consent.denied",
     "sso.connection.created", "sso.connection.updated", "sso.connection.deleted",
     "anomaly.auto_revoked",
+    "budget.threshold", "budget.exhausted",
+    "vault.credential.stored", "vault.credential.deleted", "vault.credential.exchanged",
 )
 """Every type this ledger emits."""
 
 SDK_STREAM_EVENT_TYPES: tuple[str, ...] = (
-    "budget.threshold", "budget.exhausted",
     "fido.registered", "fido.assertion",
     "vc.issued", "sd-jwt.issued", "sd-jwt.presented",
     "passport.issued", "passport.revoked", "passport.token-exchange",
     "sso.login",
-    "vault.credential.stored", "vault.credential.deleted", "vault.credential.exchanged",
     "consent_bundle.created", "consent_bundle.synced", "consent_bundle.revoked",
     "dpdp.consent.created", "dpdp.consent.withdrawn", "dpdp.grievance.filed",
     "dpdp.erasure.completed",

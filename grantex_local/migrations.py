@@ -314,6 +314,90 @@ def m009_sso(db: object) -> None:
     db.execute("CREATE INDEX idx_sso_sessions_developer ON sso_sessions (developer_id, expires_at)")
 
 
+
+@migration
+def m010_budgets(db: object) -> None:
+    """Budgets (issue 13). Money is INTEGER units of 0.0001 (the reference's NUMERIC(18,4)), so
+    sums are exact. An allocation keeps its own remaining (what its grant may still spend or
+    carve out for a delegated child) and its subtree's spend; ``parent_allocation_id`` is the
+    nearest allocated ancestor it was carved from. The CHECKs are the last line: a bug that
+    tried to overspend fails the whole transaction instead of writing a negative balance."""
+    from sqlite_utils import Database
+
+    assert isinstance(db, Database)
+    db.execute("CREATE TABLE budget_allocations (id TEXT PRIMARY KEY, developer_id TEXT NOT NULL, "
+               "grant_id TEXT NOT NULL UNIQUE, parent_allocation_id TEXT, currency TEXT NOT NULL, "
+               "initial_units INTEGER NOT NULL CHECK (initial_units > 0), "
+               "remaining_units INTEGER NOT NULL CHECK (remaining_units >= 0), "
+               "spent_units INTEGER NOT NULL DEFAULT 0 CHECK (spent_units >= 0), "
+               "carved_units INTEGER NOT NULL DEFAULT 0 CHECK (carved_units >= 0), "
+               "subtree_spent_units INTEGER NOT NULL DEFAULT 0 "
+               "CHECK (subtree_spent_units >= 0 AND subtree_spent_units <= initial_units), "
+               "created_at TEXT NOT NULL, updated_at TEXT NOT NULL)")
+    db.execute("CREATE INDEX idx_budget_allocations_developer ON budget_allocations "
+               "(developer_id, created_at)")
+    db.execute("CREATE TABLE budget_transactions (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+               "id TEXT NOT NULL UNIQUE, developer_id TEXT NOT NULL, grant_id TEXT NOT NULL, "
+               "allocation_id TEXT NOT NULL, amount_units INTEGER NOT NULL CHECK (amount_units > 0), "
+               "description TEXT, metadata TEXT NOT NULL, created_at TEXT NOT NULL)")
+    db.execute("CREATE INDEX idx_budget_transactions_grant ON budget_transactions (grant_id, seq)")
+
+
+@migration
+def m011_decisions(db: object) -> None:
+    """Decisions (issue 13): the current version of each case, decision requests (the action as
+    canonical JSON with its hash, memo and policy score with theirs, four eyes, the agent it is
+    for), and the decision grants minted on approval (the token kept so the requester can fetch
+    it; single use: ``consumed_at``, revoked when the case moves to another version)."""
+    from sqlite_utils import Database
+
+    assert isinstance(db, Database)
+    db.execute("CREATE TABLE decision_cases (developer_id TEXT NOT NULL, case_id TEXT NOT NULL, "
+               "case_version TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (developer_id, case_id))")
+    db.execute("CREATE TABLE decision_requests (id TEXT PRIMARY KEY, developer_id TEXT NOT NULL, "
+               "status TEXT NOT NULL, action TEXT NOT NULL, action_hash TEXT NOT NULL, "
+               "case_id TEXT NOT NULL, case_version TEXT NOT NULL, connector TEXT NOT NULL, "
+               "memo TEXT NOT NULL, memo_ref TEXT, memo_hash TEXT NOT NULL, policy_score TEXT NOT NULL, "
+               "policy_score_ref TEXT, policy_score_hash TEXT NOT NULL, "
+               "approvals_required INTEGER NOT NULL, agent_id TEXT, grant_id TEXT, "
+               "created_at TEXT NOT NULL, expires_at TEXT NOT NULL, decided_at TEXT)")
+    db.execute("CREATE INDEX idx_decision_requests_open ON decision_requests "
+               "(developer_id, action_hash, case_version, status)")
+    db.execute("CREATE INDEX idx_decision_requests_case ON decision_requests (developer_id, case_id)")
+    db.execute("CREATE TABLE decision_grants (jti TEXT PRIMARY KEY, request_id TEXT NOT NULL "
+               "REFERENCES decision_requests (id), developer_id TEXT NOT NULL, approver TEXT NOT NULL, "
+               "position INTEGER NOT NULL, channel TEXT NOT NULL, dwell_ms INTEGER NOT NULL, "
+               "token TEXT NOT NULL, issued_at TEXT NOT NULL, expires_at TEXT NOT NULL, "
+               "consumed_at TEXT, revoked_at TEXT, UNIQUE (request_id, approver), "
+               "UNIQUE (request_id, position))")
+
+
+@migration
+def m012_vault(db: object) -> None:
+    """The credential vault (issue 13). Secrets live only as AES-256-GCM ciphertext (``nonce``,
+    ``ciphertext``) whose associated data names the row, so a ciphertext moved to another row
+    does not decrypt. ``protection`` says which key: ``passphrase`` (derived with scrypt from
+    the ledger's passphrase, salt and parameters in ``vault_kdf`` with a check value that makes a
+    wrong passphrase fail before anything is written) or ``insecure`` (a random key in
+    ``local_secrets``, only on the owner's explicit ``--insecure-store``). One-time exchange
+    references keep only their SHA-256. Exports never read these tables."""
+    from sqlite_utils import Database
+
+    assert isinstance(db, Database)
+    db.execute("CREATE TABLE vault_credentials (id TEXT PRIMARY KEY, developer_id TEXT NOT NULL, "
+               "principal_id TEXT NOT NULL, service TEXT NOT NULL, credential_type TEXT NOT NULL, "
+               "token_expires_at TEXT, metadata TEXT NOT NULL, protection TEXT NOT NULL "
+               "CHECK (protection IN ('passphrase', 'insecure')), nonce BLOB NOT NULL, "
+               "ciphertext BLOB NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, "
+               "UNIQUE (developer_id, principal_id, service))")
+    db.execute("CREATE TABLE vault_kdf (id INTEGER PRIMARY KEY CHECK (id = 1), kdf TEXT NOT NULL, "
+               "salt BLOB NOT NULL, params TEXT NOT NULL, check_nonce BLOB NOT NULL, "
+               "check_ciphertext BLOB NOT NULL, created_at TEXT NOT NULL)")
+    db.execute("CREATE TABLE vault_references (ref_hash TEXT PRIMARY KEY, credential_id TEXT NOT NULL, "
+               "developer_id TEXT NOT NULL, grant_id TEXT NOT NULL, created_at TEXT NOT NULL, "
+               "expires_at TEXT NOT NULL, redeemed_at TEXT)")
+
+
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

@@ -647,6 +647,9 @@ def test_the_command_set() -> None:
         "export", "verify-export", "tui", "serve", "seed", "mcp",
         "principals link", "principals list",
         *(f"anomalies {c}" for c in ("detect", "list", "ack", "policy")),
+        *(f"budgets {c}" for c in ("allocate", "debit", "show", "transactions")),
+        *(f"decisions {c}" for c in ("list", "show", "approve", "cancel")),
+        *(f"vault {c}" for c in ("store", "list", "show", "delete")),
     }
 
 

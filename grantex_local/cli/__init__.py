@@ -408,6 +408,9 @@ COMMANDS: dict[str, str] = {
     "mcp": "mcp:mcp_command",
     "principals": "principals:principals_group",
     "anomalies": "anomalies:anomalies_group",
+    "budgets": "budgets:budgets_group",
+    "decisions": "decisions:decisions_group",
+    "vault": "vault:vault_group",
 }
 """Each top-level command and where it is defined: ``module:attribute``, the module in this package."""
 

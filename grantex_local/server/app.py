@@ -30,7 +30,7 @@ from ..clock import Clock
 from ..founding import Ledger
 from ..ledger import validate_issuer
 from ..webhooks import DEFAULT_BASE_DELAY, DeliveryWorker
-from . import consent, permissions
+from . import consent, decision_page, permissions
 from .docs import install_docs
 from .errors import ApiError, on_api_error, on_http_error, on_library_error, on_validation_error
 from .middleware import GrantexMiddleware, allowed_host_names, issuer_host
@@ -39,7 +39,9 @@ from .routes import (
     agents,
     anomalies,
     audit,
+    budgets,
     compliance,
+    decisions,
     flow,
     grants,
     policies,
@@ -48,6 +50,7 @@ from .routes import (
     revocations,
     scim,
     sso,
+    vault,
 )
 from .routes import events as event_routes
 from .routes import webhooks as webhook_routes
@@ -87,6 +90,7 @@ def create_app(
     webhook_retry_base: float = DEFAULT_BASE_DELAY,
     clock: Clock | None = None,
     test_mode: bool = False,
+    vault_insecure_store: bool = False,
 ) -> FastAPI:
     """The ASGI app over the ledger's issuer (it goes into every token, and the SDK derives the
     ``iss`` it expects from the JWKS URL, so it is the base URL clients must use).
@@ -104,6 +108,8 @@ def create_app(
     on demand; the default is the system's). ``test_mode``: keep a copy of the ledger as it is
     now and serve ``POST /v1/testing/reset`` to restore it (the pytest plugin's session
     server); never registered otherwise, since it erases the ledger.
+    ``vault_insecure_store``: the vault may store secrets though the ledger has no passphrase
+    (under a random key in the file; every answer about them says they are unprotected).
     """
     if max_body < 1:
         raise ValueError("max_body must be at least 1 byte")
@@ -149,12 +155,14 @@ def create_app(
     app = FastAPI(title="grantex-local", version=__version__, description=DESCRIPTION,
                   docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.grantex = state
+    app.state.vault_insecure_store = vault_insecure_store
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(errors.GrantexLocalError, on_library_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     for module in (public, agents, flow, grants, revocations, audit, policies, principal, consent,
-                   permissions, account, webhook_routes, event_routes, anomalies, compliance, scim, sso):
+                   permissions, account, webhook_routes, event_routes, anomalies, compliance, scim, sso,
+                   budgets, decisions, decision_page, vault):
         app.include_router(module.router)
     if test_mode:
         from .routes import testing as testing_routes  # the reset route exists only in test mode

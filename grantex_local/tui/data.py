@@ -156,6 +156,8 @@ class GrantDetail:
     more_audit: bool
     """There are older entries than those shown (the audit view lists them all)."""
     now: float
+    budget: dict[str, Any] | None = None
+    """The grant's own budget allocation (decimal strings, as :func:`budgets.balance` answers), or None."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,21 @@ class RequestRow:
     request: AuthorizationRequest
     agent_name: str
     developer_name: str
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """A decision request waiting for a person (issue 13), listed in the inbox next to consent."""
+
+    request_id: str
+    tool: str
+    decision: str
+    case_id: str
+    subject: str
+    approvals: str
+    agent_name: str
+    developer_name: str
+    expires_at: str
 
 
 @dataclass(frozen=True)
@@ -465,6 +482,9 @@ class TuiData:
             # Naming the chain lets SQLite use the (grant_id, seq) index (ms instead of a scan).
             entries = audit_trail.list_entries(self.ledger, grant.developer_id, grant_id=grant.id,
                                                newest_first=True, page_size=DETAIL_AUDIT_LIMIT + 1)
+            from .. import budgets
+
+            budget = budgets.summary(self.ledger, grant.id)
         return GrantDetail(
             grant=grant, agent=agent, developer_name=names.get(grant.developer_id, grant.developer_id),
             status=grants.browse_status(grant.status, agent.status),
@@ -472,7 +492,7 @@ class TuiData:
             tokens=tuple(TokenInfo(t["jti"], t["issuedAt"], t["expiresAt"], t["delegatedGrants"])
                          for t in live),
             audit=tuple(entries[:DETAIL_AUDIT_LIMIT]), more_audit=len(entries) > DETAIL_AUDIT_LIMIT,
-            now=now)
+            now=now, budget=budget)
 
     def blast_radius(self, grant_id: str) -> BlastRadius:
         with self._lock:
@@ -552,6 +572,45 @@ class TuiData:
         with self._lock:
             return authorization.deny(self.ledger, request_id, decided_by=authorization.os_user(),
                                       channel="tui")
+
+    # ── decision requests, in the same inbox ─────────────────────────────
+
+    def pending_decisions(self) -> tuple[DecisionRow, ...]:
+        """Decision requests waiting for an approval, of every developer, oldest first."""
+        from .. import decisions
+
+        with self._lock:
+            names = {d.id: d.name for d in list_developers(self.ledger)}
+            agent_names = {a.id: a.name for a in agents.list_agents(self.ledger, None, include_deleted=True)}
+            found = decisions.list_requests(self.ledger, None, open_only=True)
+        return tuple(DecisionRow(
+            r.id, r.action["action"], r.action["decision"], r.case_id, r.action["subject"],
+            f"{len(r.approvals)}/{r.approvals_required}",
+            agent_names.get(r.agent_id, r.agent_id) if r.agent_id else "",
+            names.get(r.developer_id, r.developer_id), r.expires_at) for r in reversed(found))
+
+    def decision_details(self, request_id: str) -> dict[str, Any]:
+        """The request as the approver reviews it (never its grants), the approval code for its
+        page, and ``shownAt``: the moment it was shown here, from which the approver's dwell time
+        is measured when they approve in the TUI."""
+        from .. import approval, decisions
+
+        with self._lock:
+            found = decisions.get_request(self.ledger, None, request_id)
+            details = found.to_dict(with_grants=False)
+            if not self.read_only and found.status == "pending":
+                details["approvalCode"] = approval.approval_code(self.ledger, request_id)
+            details["shownAt"] = self.ledger.now()
+            return details
+
+    def approve_decision(self, request_id: str, shown_at: float) -> Any:
+        """Approve as the OS user; the decision grant goes to the requester, never to the screen."""
+        from .. import decisions
+
+        self._writable("approve a decision")
+        with self._lock:
+            return decisions.approve(self.ledger, request_id, approver=authorization.os_user(),
+                                     channel="tui", shown_at=shown_at)
 
     # ── the audit trail ──────────────────────────────────────────────────
 
