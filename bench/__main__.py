@@ -19,6 +19,7 @@ from . import (
     analysis,
     audit,
     budgets,
+    bundles,
     cascade,
     cold_start,
     events,
@@ -91,6 +92,7 @@ def main() -> None:
             rows.extend(budgets.debits(work, count=40, repeats=1))
             rows.extend(analysis.load_and_check(work, 5_000))
             rows.extend(pytest_fixtures.run(work, count=5, servers=3))
+            rows.append(bundles.sync(work, 300))
         else:
             rows.extend(tui.first_screen(work))
             rows.extend(server.load(work))
@@ -99,6 +101,7 @@ def main() -> None:
             rows.extend(budgets.debits(work))
             rows.extend(analysis.load_and_check(work, args.analysis_entries))
             rows.extend(pytest_fixtures.run(work))
+            rows.append(bundles.sync(work, 100_000))
     print_table(rows)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "smoke": args.smoke,
             "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,

@@ -398,6 +398,26 @@ def m012_vault(db: object) -> None:
                "expires_at TEXT NOT NULL, redeemed_at TEXT)")
 
 
+
+@migration
+def m013_consent_bundles(db: object) -> None:
+    """Consent bundles for offline devices (grantex-gemma): the grant they carry, the public
+    half of each bundle's Ed25519 audit key (the private half exists only in the bundle handed
+    out), the offline expiry, and how far the device's log has been synced (the last offline
+    seq and hash accepted, so a re-sent prefix is recognised and skipped)."""
+    from sqlite_utils import Database
+
+    assert isinstance(db, Database)
+    db.execute("CREATE TABLE consent_bundles (id TEXT PRIMARY KEY, developer_id TEXT NOT NULL, "
+               "grant_id TEXT NOT NULL REFERENCES grants(id), agent_id TEXT NOT NULL, "
+               "principal_id TEXT NOT NULL, public_key TEXT NOT NULL, "
+               "offline_expires_at TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT, "
+               "replaced_by TEXT, last_sync_at TEXT, last_offline_seq INTEGER NOT NULL DEFAULT 0, "
+               "last_offline_hash TEXT, synced_entries INTEGER NOT NULL DEFAULT 0)")
+    db.execute("CREATE INDEX idx_consent_bundles_grant ON consent_bundles (grant_id)")
+    db.execute("CREATE INDEX idx_consent_bundles_developer ON consent_bundles (developer_id, created_at)")
+
+
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

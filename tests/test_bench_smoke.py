@@ -26,7 +26,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
                    "server POST /v1/tokens/verify", "tui first screen", "event stream fan-out",
                    "revocation feed propagation", "budget debit, 1 process", "budget debit, 4 processes",
                    "pytest fixture grantex_ledger",
-                   "pytest fixture grantex_server"):
+                   "pytest fixture grantex_server", "offline sync"):
         assert any(n.startswith(prefix) for n in names), (prefix, names)
     for row in rows:
         assert row["ours"] > 0 and row["floor"] > 0 and row["target"], row
