@@ -397,12 +397,17 @@ _SELECT = (
     # ledger's back) would otherwise fail the driver's decoding, and with it the whole listing.
     "SELECT e.seq, CAST(e.preimage AS BLOB), e.hash, "
     # After revocation is decided from the chain alone: a revocation entry for
-    # the grant that comes earlier in the chain (by seq, not by clock).
+    # the grant that comes earlier in the chain (by seq, not by clock). An entry synced from an
+    # offline device lands in the chain at sync time, so for it the sync's own verdict (device
+    # time against the revocation, metadata.offline.afterRevocation) decides instead; it is
+    # read only for entries that already have an earlier revocation.
     "CASE WHEN e.action NOT LIKE 'grantex.%' AND e.grant_id IS NOT NULL AND EXISTS ("
     " SELECT 1 FROM audit_entries r INDEXED BY idx_audit_entries_revocations"
     " WHERE r.action = 'grantex.grant.revoked' AND r.grant_id = e.grant_id AND r.seq < e.seq"
     " AND r.developer_id = e.developer_id"
-    ") THEN 1 ELSE 0 END AS after_revocation, "
+    ") THEN (CASE WHEN json_valid(e.preimage) THEN"
+    " COALESCE(json_extract(e.preimage, '$.metadata.offline.afterRevocation'), 1) ELSE 1 END)"
+    " ELSE 0 END AS after_revocation, "
     "CASE WHEN e.action NOT LIKE 'grantex.%' AND g.expires_at <= e.timestamp "
     "THEN 1 ELSE 0 END AS after_expiry "
     "FROM audit_entries e LEFT JOIN grants g ON g.id = e.grant_id"

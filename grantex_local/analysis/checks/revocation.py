@@ -74,7 +74,8 @@ def revocation_points(ds: Dataset) -> pd.DataFrame:
 
 def _after_revocation(ds: Dataset, points: pd.DataFrame) -> pd.DataFrame:
     """Every agent action (any status) recorded after the revocation that applies to its grant."""
-    acts = _actions(ds, ["seq", "developer_id", "agent_id", "grant_id", "action", "status", "timestamp"])
+    acts = _actions(ds, ["seq", "developer_id", "agent_id", "grant_id", "action", "status", "timestamp",
+                         "device_timestamp"])
     table = points.set_index("grant_id")
     acts = acts.loc[acts["grant_id"].isin(table.index)]
     rev_seq = safe_map(acts["grant_id"], table["revocation_seq"])
@@ -83,6 +84,13 @@ def _after_revocation(ds: Dataset, points: pd.DataFrame) -> pd.DataFrame:
     after = (logged & (acts["seq"] > rev_seq.astype("Float64").fillna(np.inf))) | (
         ~logged & (acts["timestamp"] > rev_at)
     )
+    # An entry synced from an offline device joins the chain at sync time: when it was done is
+    # the device's clock, so it counts as after the revocation only if the device did it later.
+    offline = acts["device_timestamp"].notna()
+    if offline.any():
+        after = after.where(~offline, acts["device_timestamp"] > rev_at)
+    acts = acts.assign(timestamp=acts["timestamp"].where(~offline, acts["device_timestamp"]))
+    acts = acts.drop(columns=["device_timestamp"])
     out = acts.loc[after.fillna(False).astype(bool)].copy()
     out["revoked_by"] = safe_map(out["grant_id"], table["revoked_by"])
     out["revocation_seq"] = safe_map(out["grant_id"], table["revocation_seq"]).astype("Int64")
