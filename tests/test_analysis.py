@@ -134,7 +134,7 @@ def test_an_empty_ledger_loads_and_every_check_runs(tmp_path: Path) -> None:
     ds = load(tmp_path / "new.db")
     assert len(ds.audit) == 0 and ds.integrity.valid
     results = run_all(ds)
-    assert [r.id for r in results] == list(range(1, 12))
+    assert [r.id for r in results] == list(range(1, 13))
     assert all(r.passed for r in results if r.id != 8)
 
 

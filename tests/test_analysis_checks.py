@@ -264,7 +264,7 @@ def test_clean_ledger_passes_every_check(clean: tuple[Story, Dataset]) -> None:
     results = run_all(ds, review_end=pd.Timestamp(story.clock.now, unit="s", tz="UTC"))
     failed = {r.id: (r.summary, r.evidence.head()) for r in results if not r.passed}
     assert not failed
-    assert [r.id for r in results] == list(range(1, 12))
+    assert [r.id for r in results] == list(range(1, 13))
     assert all(r.evidence.empty for r in results if r.id not in (6, 9))  # 6 and 9 also list what went well
     assert results[5].metrics["max_seconds"] == 0.0
     assert results[8].metrics["human_revocations"] == 1 and results[8].metrics["human_denials"] == 1
@@ -501,7 +501,7 @@ def test_findings_json(dirty: tuple[Story, Dataset], tmp_path: Path) -> None:
     assert on_disk["checks"] == data["checks"]
     assert data["passed"] is False and data["source"] == {"kind": "ledger", "path": str(story.path)}
     by_id = {c["id"]: c for c in data["checks"]}
-    assert set(by_id) == set(range(1, 12))
+    assert set(by_id) == set(range(1, 13))
     assert story.seqs["after_ancestor"] in by_id[5]["citedSeqs"]
     assert by_id[5]["passed"] is False and by_id[10]["passed"] is True
     assert by_id[6]["metrics"]["max_seconds"] == pytest.approx(300)

@@ -143,7 +143,7 @@ def test_the_whole_flow_over_stdio(ledger: Path) -> None:
         chain = await t.ok("grantex_audit_verify")
         assert chain["valid"] is True and chain["entries"] > 10
         summary = await t.ok("grantex_compliance_summary")
-        assert len(summary["checks"]) == 11 and {"id", "name", "passed"} <= set(summary["checks"][0])
+        assert len(summary["checks"]) == 12 and {"id", "name", "passed"} <= set(summary["checks"][0])
 
     drive(ledger, body)
 

@@ -243,7 +243,7 @@ def _run_checks(source: Path) -> dict[int, Any]:
 
     review = dict(PLANTED["reviewParameters"], off_hours=tuple(PLANTED["reviewParameters"]["off_hours"]))
     results = run_all(load(source, as_of=PLANTED["period"]["end"]), **review)
-    assert sorted(r.id for r in results) == list(range(1, 12))
+    assert sorted(r.id for r in results) == list(range(1, 13))
     return {r.id: r for r in results}
 
 

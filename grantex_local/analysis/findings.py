@@ -1,4 +1,4 @@
-"""Check 12: the findings summary, as JSON an auditor files next to the report.
+"""The findings summary, as JSON an auditor files next to the report (every check's verdict).
 
 Why JSON beside the notebook: the report is for people, ``findings.json`` is for the next
 tool (a GRC system, a diff between two quarters). It holds every check's verdict, summary,

@@ -35,7 +35,9 @@ BUNDLE_FORMAT = "grantex-local-export"
 
 Kind = str
 """Column kinds: ``str`` text, ``int`` whole numbers (nullable ``Int64`` where missing values are
-possible), ``bool``, ``time`` UTC instants, ``json`` any JSON value kept as a Python object."""
+possible), ``nint`` whole numbers always as nullable ``Int64``, ``bool``, ``nbool`` a nullable
+``boolean`` (missing where the question does not apply), ``time`` UTC instants, ``json`` any JSON
+value kept as a Python object."""
 
 SCHEMAS: dict[str, tuple[tuple[str, Kind], ...]] = {
     "developers": (
@@ -127,6 +129,11 @@ SCHEMAS: dict[str, tuple[tuple[str, Kind], ...]] = {
         ("metadata", "json"),
         ("scope", "str"),
         ("amount", "float"),
+        ("offline_bundle_id", "str"),
+        ("offline_seq", "nint"),
+        ("device_timestamp", "time"),
+        ("synced_at", "time"),
+        ("after_revocation", "nbool"),
     ),
     "checkpoints": (
         ("checkpoint_id", "str"),
@@ -148,7 +155,21 @@ grant was exchanged from), the root of its delegation path and the depth counted
 links, and the status at ``as_of``."""
 
 AUDIT_STORED = tuple(name for name, _ in SCHEMAS["audit"][:13])
-"""Audit columns read from the entry itself (``scope`` and ``amount`` are flattened from metadata)."""
+"""Audit columns read from the entry itself (``scope``, ``amount`` and the offline-origin columns
+are flattened from metadata)."""
+
+OFFLINE_COLUMNS = ("offline_bundle_id", "offline_seq", "device_timestamp", "synced_at", "after_revocation")
+"""Where an entry synced from a device's offline log came from (``metadata["offline"]``: the
+consent bundle, the device's own seq and clock, when it was synced, whether the device acted
+after its grant was revoked); missing for every entry logged online."""
+OFFLINE_KEYS = {
+    "offline_bundle_id": "bundleId",
+    "offline_seq": "offlineSeq",
+    "device_timestamp": "deviceTimestamp",
+    "synced_at": "syncedAt",
+    "after_revocation": "afterRevocation",
+}
+"""Frame column → key of ``metadata["offline"]``."""
 
 TABLES = tuple(SCHEMAS)
 
@@ -300,8 +321,16 @@ def column(values: Any, kind: Kind) -> pd.Series:
         return series.astype("int64")
     if kind == "float":
         return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype("float64")
+    if kind == "nint":
+        if isinstance(values, pd.Series) and str(values.dtype) == "Int64":
+            return values
+        return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype("Int64")
     if kind == "bool":
         return pd.Series(values, dtype=object).fillna(False).astype(bool)
+    if kind == "nbool":
+        if isinstance(values, pd.Series) and str(values.dtype) == "boolean":
+            return values
+        return pd.Series(values, dtype=object).astype("boolean")
     if kind == "time":
         return times(values)
     series = pd.Series(values, dtype=object)
@@ -486,6 +515,111 @@ def flatten_metadata(metas: Sequence[Any]) -> tuple[list[str | None], list[float
     return scopes, amounts
 
 
+_NO_TIME = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True)
+class OfflinePieces:
+    """The offline-origin columns of one chunk, ready for Arrow or pandas without a Python object
+    per row: ``seq``/``after`` carry a mask (True = missing), times are int64 nanoseconds with
+    :data:`_NO_TIME` for missing."""
+
+    bundle_id: pa.Array
+    seq: np.ndarray
+    seq_missing: np.ndarray
+    device: np.ndarray
+    synced: np.ndarray
+    after: np.ndarray
+    after_missing: np.ndarray
+
+    def arrow(self) -> dict[str, pa.Array]:
+        """The five columns as Arrow arrays (the parquet export's types)."""
+        def instants(ns: np.ndarray) -> pa.Array:
+            return pa.array(ns, type=pa.int64(), mask=ns == _NO_TIME).cast(pa.timestamp("ns", tz="UTC"))
+
+        return {
+            "offline_bundle_id": self.bundle_id,
+            "offline_seq": pa.array(self.seq, type=pa.int64(), mask=self.seq_missing),
+            "device_timestamp": instants(self.device),
+            "synced_at": instants(self.synced),
+            "after_revocation": pa.array(self.after, type=pa.bool_(), mask=self.after_missing),
+        }
+
+
+def flatten_offline(metas: Sequence[Any]) -> OfflinePieces:
+    """The offline-origin columns from ``metadata["offline"]`` of one chunk.
+
+    One cheap pass finds the entries that have an offline origin (usually few); only those are
+    looked into, and their stamps are parsed by pandas in one call per column.
+    """
+    n = len(metas)
+    origins = [m.get("offline") if type(m) is dict else None for m in metas]
+    hits = [i for i, o in enumerate(origins) if type(o) is dict]
+    seq = np.zeros(n, dtype=np.int64)
+    seq_missing = np.ones(n, dtype=bool)
+    after = np.zeros(n, dtype=bool)
+    after_missing = np.ones(n, dtype=bool)
+    device = np.full(n, _NO_TIME, dtype=np.int64)
+    synced = np.full(n, _NO_TIME, dtype=np.int64)
+    if not hits:
+        nothing = pa.nulls(n, type=pa.string())
+        return OfflinePieces(nothing, seq, seq_missing, device, synced, after, after_missing)
+    bundle: list[str | None] = [None] * n
+    device_text: list[Any] = []
+    synced_text: list[Any] = []
+    for i in hits:
+        origin = origins[i]
+        assert isinstance(origin, dict)
+        bundle_id = origin.get("bundleId")
+        bundle[i] = bundle_id if isinstance(bundle_id, str) or bundle_id is None else json.dumps(bundle_id)
+        number = origin.get("offlineSeq")
+        if isinstance(number, int) and not isinstance(number, bool):
+            seq[i], seq_missing[i] = number, False
+        flag = origin.get("afterRevocation")
+        after[i], after_missing[i] = flag is True, False
+        device_text.append(origin.get("deviceTimestamp"))
+        synced_text.append(origin.get("syncedAt"))
+    where = np.asarray(hits, dtype=np.int64)
+    device[where] = _nanoseconds(device_text)
+    synced[where] = _nanoseconds(synced_text)
+    return OfflinePieces(_text_array(bundle), seq, seq_missing, device, synced, after, after_missing)
+
+
+def _nanoseconds(values: list[Any]) -> np.ndarray:
+    """ISO-8601 stamps (any offset) → int64 UTC nanoseconds, :data:`_NO_TIME` where unreadable."""
+    text = pd.Series([v if isinstance(v, str) else None for v in values], dtype=object)
+    parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    return parsed.astype(TIME).to_numpy(dtype="int64", na_value=_NO_TIME)
+
+
+def offline_frame(metadata: pd.Series) -> dict[str, pd.Series]:
+    """The offline-origin columns for a whole metadata column (an export written before they were
+    stored), as frame columns on the same index."""
+    return _offline_series([flatten_offline(metadata.tolist())], metadata.index)
+
+
+def _offline_series(pieces: list[OfflinePieces], index: pd.Index | None = None) -> dict[str, pd.Series]:
+    def instants(name: str) -> pd.Series:
+        stamps = np.concatenate([getattr(p, name) for p in pieces])
+        out = pd.Series(pd.to_datetime(stamps, unit="ns", utc=True), index=index).astype(TIME)
+        return out.where(stamps != _NO_TIME)
+
+    seq = pd.arrays.IntegerArray(np.concatenate([p.seq for p in pieces]),
+                                 np.concatenate([p.seq_missing for p in pieces]))
+    after = pd.arrays.BooleanArray(np.concatenate([p.after for p in pieces]),
+                                   np.concatenate([p.after_missing for p in pieces]))
+    bundle = _arrow_str(pa.chunked_array([p.bundle_id for p in pieces], type=pa.string()))
+    if index is not None:
+        bundle.index = index
+    return {
+        "offline_bundle_id": bundle,
+        "offline_seq": pd.Series(seq, index=index),
+        "device_timestamp": instants("device"),
+        "synced_at": instants("synced"),
+        "after_revocation": pd.Series(after, index=index),
+    }
+
+
 class AuditBuilder:
     """Collects the audit table chunk by chunk as Arrow and NumPy pieces, then makes the frame.
 
@@ -512,6 +646,7 @@ class AuditBuilder:
         self._seq: list[np.ndarray] = []
         self._time: list[np.ndarray] = []
         self._amount: list[np.ndarray] = []
+        self._offline: list[OfflinePieces] = []
         self._metadata: list[Any] = []
         self.rows = 0
 
@@ -528,6 +663,7 @@ class AuditBuilder:
         )
         self._time.append(stamps.astype(TIME).to_numpy(dtype="int64", na_value=np.iinfo(np.int64).min))
         self._amount.append(np.asarray(amounts, dtype=np.float64))
+        self._offline.append(flatten_offline(metas))
         self._metadata.extend(metas)
         self.rows += len(metas)
 
@@ -535,8 +671,12 @@ class AuditBuilder:
         if not self.rows:
             return empty_frame("audit")
         out: dict[str, Any] = {}
+        offline = _offline_series(self._offline)
+        self._offline = []
         for name, _ in SCHEMAS["audit"]:
-            if name == "seq":
+            if name in offline:
+                out[name] = offline[name]
+            elif name == "seq":
                 out[name] = pd.Series(np.concatenate(self._seq))
             elif name == "timestamp":
                 stamps = np.concatenate(self._time)

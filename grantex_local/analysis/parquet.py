@@ -41,6 +41,7 @@ from ..founding import Ledger
 from .frames import (
     AUDIT_SQL,
     CHUNK_ROWS,
+    OFFLINE_COLUMNS,
     PARQUET_FORMAT,
     SCHEMAS,
     TIME,
@@ -48,6 +49,8 @@ from .frames import (
     chunks_from_sql,
     column,
     flatten_metadata,
+    flatten_offline,
+    offline_frame,
     tidy,
     to_utc,
 )
@@ -65,8 +68,10 @@ def _arrow_type(kind: str) -> pa.DataType:
     return {
         "str": pa.string(),
         "int": pa.int64(),
+        "nint": pa.int64(),
         "float": pa.float64(),
         "bool": pa.bool_(),
+        "nbool": pa.bool_(),
         "time": pa.timestamp("ns", tz="UTC"),
         "json": pa.string(),
     }[kind]
@@ -131,9 +136,12 @@ def _audit_chunk_table(rows: list[tuple[Any, ...]]) -> pa.Table:
     """One chunk of :data:`AUDIT_SQL` rows (with the preimage last) as an Arrow table."""
     columns = chunks_from_sql([r[:-1] for r in rows])
     scopes, amounts = flatten_metadata(columns["metadata"])
+    offline = flatten_offline(columns["metadata"]).arrow()
     arrays: list[pa.Array] = []
     for name, kind in SCHEMAS["audit"]:
-        if name == "scope":
+        if name in offline:
+            arrays.append(offline[name])
+        elif name == "scope":
             arrays.append(pa.array(scopes, type=pa.string()))
         elif name == "amount":
             arrays.append(pa.array(np.asarray(amounts, dtype=np.float64), type=pa.float64()))
@@ -490,6 +498,9 @@ def load_parquet(path: Path, verifier_key: str | None) -> Loaded:
         frames[table] = arrow_to_frame(
             pq.read_table(file, columns=[n for n in names if n in available]), table
         )
+        if table == "audit" and not set(OFFLINE_COLUMNS) <= available:  # written before they were stored
+            for name, values in offline_frame(frames[table]["metadata"]).items():
+                frames[table][name] = values
     integrity = verify_parquet(directory, verifier_key, frames["checkpoints"])
     manifest: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):

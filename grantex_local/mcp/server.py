@@ -314,7 +314,8 @@ def build_server(gx: Grantex) -> MCPServer:
 
     @server.tool("grantex_compliance_summary", description=(
         "Run the compliance checks (integrity, provenance, scope, revocation, delegation, hygiene, "
-        "oversight, retention, anomalies) over the ledger: one line per check. Read-only." + _SAFETY))
+        "oversight, retention, anomalies, offline logs) over the ledger: one line per check. "
+        "Read-only." + _SAFETY))
     async def compliance_summary() -> dict[str, Any]:
         with _tool_errors():
             from ..analysis.checks import run_all

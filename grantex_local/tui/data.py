@@ -158,6 +158,22 @@ class GrantDetail:
     now: float
     budget: dict[str, Any] | None = None
     """The grant's own budget allocation (decimal strings, as :func:`budgets.balance` answers), or None."""
+    bundles: tuple[ConsentBundleRow, ...] = ()
+    """The consent bundles issued under the grant for offline devices, newest first."""
+
+
+@dataclass(frozen=True)
+class ConsentBundleRow:
+    """One consent bundle of a grant: when its device may act offline until, and how far its
+    offline log has come home (the last sync and the entries merged so far)."""
+
+    id: str
+    created_at: str
+    offline_expires_at: str
+    revoked_at: str | None
+    replaced_by: str | None
+    last_sync_at: str | None
+    synced_entries: int
 
 
 @dataclass(frozen=True)
@@ -485,6 +501,7 @@ class TuiData:
             from .. import budgets
 
             budget = budgets.summary(self.ledger, grant.id)
+            bundles = self.grant_bundles(grant.id)
         return GrantDetail(
             grant=grant, agent=agent, developer_name=names.get(grant.developer_id, grant.developer_id),
             status=grants.browse_status(grant.status, agent.status),
@@ -492,7 +509,18 @@ class TuiData:
             tokens=tuple(TokenInfo(t["jti"], t["issuedAt"], t["expiresAt"], t["delegatedGrants"])
                          for t in live),
             audit=tuple(entries[:DETAIL_AUDIT_LIMIT]), more_audit=len(entries) > DETAIL_AUDIT_LIMIT,
-            now=now, budget=budget)
+            now=now, budget=budget, bundles=bundles)
+
+    def grant_bundles(self, grant_id: str) -> tuple[ConsentBundleRow, ...]:
+        """The grant's consent bundles, newest first (``bundles.list_bundles``: a bundle counts as
+        revoked also when its grant was revoked another way)."""
+        from .. import bundles as consent_bundles
+
+        with self._lock:
+            found = consent_bundles.list_bundles(self.ledger, grant_id=grant_id)
+        return tuple(ConsentBundleRow(b["id"], b["createdAt"], b["offlineExpiresAt"], b["revokedAt"],
+                                      b["replacedBy"], b["lastSyncAt"], int(b["syncedEntries"] or 0))
+                     for b in reversed(found))
 
     def blast_radius(self, grant_id: str) -> BlastRadius:
         with self._lock:

@@ -51,9 +51,11 @@ Which check serves which clause (:data:`CHECKS` holds the same):
                                   SOC 2 CC7.2
  11   anomalies                   EU AI Act Art. 14(4)(a) (detect anomalies), Art. 12(2)(a);
                                   SOC 2 CC7.2, CC7.3
+ 12   offline logs                EU AI Act Art. 12(1) (logs over the lifetime, also offline),
+                                  Art. 19 (logs kept: a consent bundle's log came home); SOC 2 CC7.2
 ====  ==========================  ==================================================================
 
-Check 12, the findings summary, is :func:`grantex_local.analysis.findings`.
+The findings summary is :func:`grantex_local.analysis.findings`.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ from .base import (
 from .delegation import check_delegation
 from .hygiene import check_grant_hygiene
 from .integrity import check_integrity
+from .offline import check_offline_logs
 from .oversight import HUMAN_INTERVENTIONS, interventions, oversight_evidence
 from .provenance import check_provenance, grant_consent
 from .retention import check_retention
@@ -97,6 +100,7 @@ __all__ = [
     "check_grant_hygiene",
     "check_grant_window",
     "check_integrity",
+    "check_offline_logs",
     "check_provenance",
     "check_retention",
     "check_scope",
@@ -122,9 +126,10 @@ def run_all(
     cache_window: Any = "0s",
     off_hours: tuple[int, int] = (22, 6),
     high_frequency_per_minute: int = 30,
+    max_sync_gap: Any = "7d",
 ) -> list[CheckResult]:
-    """Checks 1 to 11 in order. ``review_end`` (else ``ds.as_of``) is also the instant grant
-    hygiene is judged at."""
+    """Checks 1 to 12 in order. ``review_end`` (else ``ds.as_of``) is also the instant grant
+    hygiene and offline logs are judged at."""
     anomalies = detect_anomalies(ds, off_hours=off_hours, high_frequency_per_minute=high_frequency_per_minute)
     return [
         check_integrity(ds),
@@ -138,4 +143,5 @@ def run_all(
         oversight_evidence(ds, anomalies=anomalies.evidence),
         check_retention(ds, review_start=review_start, review_end=review_end),
         anomalies,
+        check_offline_logs(ds, max_sync_gap=max_sync_gap, as_of=review_end),
     ]

@@ -47,6 +47,7 @@ CHECKS: dict[int, tuple[str, tuple[str, ...]]] = {
     9: ("oversight evidence", (ART14, "SOC 2 CC7.3", "SOC 2 CC7.4")),
     10: ("retention", (ART19, ART12, "SOC 2 CC7.2")),
     11: ("anomalies", (ART14, ART12, "SOC 2 CC7.2", "SOC 2 CC7.3")),
+    12: ("offline logs", (ART12, ART19, "SOC 2 CC7.2")),
 }
 """id → (name, clauses it serves)."""
 

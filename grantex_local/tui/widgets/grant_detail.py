@@ -73,6 +73,9 @@ def render_grant(d: GrantDetail) -> RenderableType:
             ("Subtree spent", b["subtreeSpent"]),
         ]))
 
+    if d.bundles:
+        parts.extend(_bundle_lines(d))
+
     parts.append(_heading("Parent chain, up to the root"))
     if not d.chain:
         parts.append(Text("(this is a root grant: a principal approved it directly)", style="dim"))
@@ -110,6 +113,28 @@ def render_grant(d: GrantDetail) -> RenderableType:
                 line.append(f" ⚠ {flag.replace('_', ' ')}", style="bold yellow")
             parts.append(line)
     return Group(*parts)
+
+
+def _bundle_lines(d: GrantDetail) -> list[RenderableType]:
+    """Each consent bundle with its offline window and how far its device's log has come home:
+    an offline device's actions exist in the ledger only from its last sync on."""
+    lines: list[RenderableType] = [_heading(f"Consent bundles, newest first ({len(d.bundles)})")]
+    for b in d.bundles:
+        head = Text(b.id, style="bold")
+        if b.revoked_at:
+            head.append(f"  revoked {when(b.revoked_at, d.now)}", style="bold red")
+        if b.replaced_by:
+            head.append(f"  replaced by {b.replaced_by}", style="dim")
+        lines.append(head)
+        lines.append(Text(f"  created {when(b.created_at, d.now)} · offline until "
+                          f"{when(b.offline_expires_at, d.now)}", style="dim"))
+        if b.last_sync_at:
+            sync = Text(f"  last sync {when(b.last_sync_at, d.now)} · ")
+            sync.append(plural(b.synced_entries, "entry", "entries") + " synced")
+        else:
+            sync = Text("  never synced: its offline log has not come back", style="yellow")
+        lines.append(sync)
+    return lines
 
 
 def render_principal(p: PrincipalNode, *, filtered: bool = False) -> RenderableType:
