@@ -41,6 +41,7 @@ LEDGER_EVENT_TYPES: tuple[str, ...] = (
     "anomaly.auto_revoked",
     "budget.threshold", "budget.exhausted",
     "vault.credential.stored", "vault.credential.deleted", "vault.credential.exchanged",
+    "consent_bundle.created", "consent_bundle.synced", "consent_bundle.revoked",
 )
 """Every type this ledger emits."""
 
@@ -49,7 +50,6 @@ SDK_STREAM_EVENT_TYPES: tuple[str, ...] = (
     "vc.issued", "sd-jwt.issued", "sd-jwt.presented",
     "passport.issued", "passport.revoked", "passport.token-exchange",
     "sso.login",
-    "consent_bundle.created", "consent_bundle.synced", "consent_bundle.revoked",
     "dpdp.consent.created", "dpdp.consent.withdrawn", "dpdp.grievance.filed",
     "dpdp.erasure.completed",
 )

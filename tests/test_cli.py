@@ -650,6 +650,7 @@ def test_the_command_set() -> None:
         *(f"budgets {c}" for c in ("allocate", "debit", "show", "transactions")),
         *(f"decisions {c}" for c in ("list", "show", "approve", "cancel")),
         *(f"vault {c}" for c in ("store", "list", "show", "delete")),
+        *(f"bundles {c}" for c in ("create", "sync", "list", "show", "revoke")),
     }
 
 

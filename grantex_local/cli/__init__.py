@@ -411,6 +411,7 @@ COMMANDS: dict[str, str] = {
     "budgets": "budgets:budgets_group",
     "decisions": "decisions:decisions_group",
     "vault": "vault:vault_group",
+    "bundles": "bundles:bundles_group",
 }
 """Each top-level command and where it is defined: ``module:attribute``, the module in this package."""
 

@@ -40,6 +40,7 @@ from .routes import (
     anomalies,
     audit,
     budgets,
+    bundles,
     compliance,
     decisions,
     flow,
@@ -160,7 +161,7 @@ def create_app(
     app.add_exception_handler(errors.GrantexLocalError, on_library_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    for module in (public, agents, flow, grants, revocations, audit, policies, principal, consent,
+    for module in (bundles, public, agents, flow, grants, revocations, audit, policies, principal, consent,
                    permissions, account, webhook_routes, event_routes, anomalies, compliance, scim, sso,
                    budgets, decisions, decision_page, vault):
         app.include_router(module.router)
