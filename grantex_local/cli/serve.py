@@ -39,11 +39,14 @@ from . import _LEDGER_KEY, CliError, confirm, ledger_option, ledger_path, yes_op
               help="With --ephemeral: load this seed file (YAML or JSON, see 'seed') first.")
 @click.option("--insecure-store", is_flag=True,
               help="Let the vault store secrets though the ledger has no passphrase (NOT protected).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="Processes serving the socket, each on its own ledger connections (at most twice "
+                   "the cores); the rate limit is shared out among them.")
 @ledger_option
 def serve_command(host: str | None, port: int | None, issuer: str | None, yes: bool,
                   allowed_hosts: tuple[str, ...], rate_limit: int | None, max_body: int | None,
                   quiet: bool, open_consent: bool, ephemeral: bool, seed_file: str | None,
-                  insecure_store: bool) -> None:
+                  insecure_store: bool, workers: int) -> None:
     """Serve the Grantex REST API, the consent page and /docs over the ledger (Ctrl+C stops).
 
     The ledger's issuer (`info` shows it) stays put: it is in every token, and clients must use
@@ -53,12 +56,13 @@ def serve_command(host: str | None, port: int | None, issuer: str | None, yes: b
     the issuer, pass --issuer URL or run 'config set issuer URL'.
     """
     from ..server import DEFAULT_MAX_BODY, DEFAULT_RATE_LIMIT, serve  # FastAPI is imported only here
-    from ..server.run import issuer_change, serve_ephemeral
+    from ..server.run import check_workers, issuer_change, serve_ephemeral
 
     options: dict[str, Any] = dict(
         allowed_hosts=allowed_hosts, rate_limit=rate_limit or DEFAULT_RATE_LIMIT,
         max_body=max_body or DEFAULT_MAX_BODY, access_log=not quiet, open_consent=open_consent,
-        vault_insecure_store=insecure_store)
+        vault_insecure_store=insecure_store, workers=workers)
+    check_workers(workers)  # before --ephemeral makes a directory or the issuer question is asked
     if ephemeral:
         if click.get_current_context().meta.get(_LEDGER_KEY) is not None:
             raise CliError("--ephemeral serves a temporary ledger of its own; leave out --ledger")

@@ -55,7 +55,7 @@ from .routes import (
 )
 from .routes import events as event_routes
 from .routes import webhooks as webhook_routes
-from .state import LedgerPool, RateLimiter, ServerState
+from .state import CSRF_KEY_NAME, LedgerPool, RateLimiter, ServerState, ledger_secret
 
 log = logging.getLogger("grantex_local.server")
 
@@ -132,10 +132,11 @@ def create_app(
                      "they expire", previous, issuer, previous)
         effective_issuer = ledger.issuer
         ledger.signing_key()  # an encrypted key without its passphrase fails now, not per request
+        csrf_secret = ledger_secret(ledger, CSRF_KEY_NAME)  # every worker's forms check alike
         baseline = _snapshot(ledger.conn) if test_mode else None
     state = ServerState(ledgers=LedgerPool(path, passphrase=passphrase, clock=clock),
                         limiter=RateLimiter(rate_limit, rate_window), issuer=effective_issuer,
-                        max_body=max_body, issuer_changed_from=previous)
+                        max_body=max_body, issuer_changed_from=previous, csrf_secret=csrf_secret)
     state.open_consent = open_consent  # demo mode: consent decided without proof (see consent.py)
     state.baseline = baseline
 

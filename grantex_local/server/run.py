@@ -18,11 +18,23 @@ the process then returns normally instead of dying by the signal.
 temporary directory (mode 0700) and deletes the directory when the server stops, by Ctrl+C,
 SIGTERM or an error alike. The ledger is founded once the socket is bound, with the URL it
 answers at as its issuer (so ``--port 0`` works with the SDK), and seeded from a file if given.
+
+``serve --workers N`` (N > 1, :func:`_run_workers`) forks N processes after the socket is bound
+and the app is built; each runs uvicorn on the same listening socket (the kernel hands each new
+connection to one of them) and opens its own ledger connections. Nothing a request needs lives
+in one process only: the consent and decision forms' CSRF key is a ``local_secrets`` row,
+refresh-token reuse is decided in the refresh's write transaction, webhook deliveries are leased
+in the ledger (so each is sent once whichever worker's delivery thread takes it) and the streams
+read the outbox. Rate limits are counted per worker, each allowing ``ceil(limit / N)`` per key
+per window, so one key gets about ``limit`` across them. Workers sit in their own process group:
+Ctrl+C reaches the parent alone, which sends each worker one SIGTERM (a graceful stop) and waits;
+a worker whose parent dies is sent SIGTERM by the kernel (Linux), so none is left behind.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import shutil
 import signal
@@ -30,6 +42,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -127,7 +140,7 @@ def is_loopback(host: str) -> bool:
 
 def banner(*, base: str, issuer: str, ledger_path: str, host: str, previous: str | None = None,
            open_consent: bool = False, allowed_hosts: Iterable[str] = (),
-           ephemeral: bool = False) -> list[str]:
+           ephemeral: bool = False, workers: int = 1, rate_limit: int | None = None) -> list[str]:
     """What the operator needs at start: where, which issuer (and whether clients must use
     another URL than this one), how to get a key, and what is exposed beyond loopback."""
     lines = [
@@ -139,6 +152,10 @@ def banner(*, base: str, issuer: str, ledger_path: str, host: str, previous: str
         "           (the default developer is a sandbox one: authorize answers with a code at once;",
         "           other developers' requests wait for a person at the consentUrl)",
     ]
+    if workers > 1:
+        each = math.ceil(rate_limit / workers) if rate_limit else None
+        share = f"; rate limit {each} per key per window in each" if each else ""
+        lines.append(f"  workers  {workers} processes on this socket, one ledger{share}")
     if ephemeral:
         lines.append("  note     ephemeral: this ledger and its directory are deleted when the server stops")
     if previous is not None:
@@ -186,6 +203,7 @@ def serve(
     open_consent: bool = False,
     found: Callable[[str], Any] | None = None,
     vault_insecure_store: bool = False,
+    workers: int = 1,
 ) -> None:
     """Serve until SIGINT/SIGTERM. Library errors (no ledger, bad issuer) propagate before binding
     anything long-lived, so the CLI can print them as one line.
@@ -197,8 +215,13 @@ def serve(
     ``host`` to listen on is one of them. ``found``: there is no ledger yet; it is called with
     the URL the bound socket answers at, and must make the ledger (``serve --ephemeral``).
     ``vault_insecure_store``: the vault may store secrets in a ledger with no passphrase.
+    ``workers``: processes serving the socket (1 to twice the cores; see the module's docstring).
     """
     echo = echo or (lambda text: print(text, flush=True))
+    check_workers(workers)
+    if workers > 1 and threading.current_thread() is not threading.main_thread():
+        raise errors.InvalidInput("serving with several workers forks processes: call serve() "
+                                  "from the main thread")
     current = current_issuer(ledger_path) if found is None else None
     target = validate_issuer(issuer) if issuer is not None else current
     if found is None and target != current and not change_issuer:
@@ -226,7 +249,8 @@ def serve(
         if found is not None:
             found(f"http://{url_host(host)}:{actual_port}")
         app = create_app(ledger_path, issuer=issuer, change_issuer=change_issuer,
-                         allowed_hosts=hosts, rate_limit=rate_limit, max_body=max_body,
+                         allowed_hosts=hosts, rate_limit=math.ceil(rate_limit / workers),
+                         max_body=max_body,
                          open_consent=open_consent, vault_insecure_store=vault_insecure_store)
         state = app.state.grantex
         base = f"http://{url_host(host)}:{actual_port}"
@@ -235,7 +259,8 @@ def serve(
         state.console = echo  # approval codes go to this console, never to the access log
         for line in banner(base=base, issuer=state.issuer, ledger_path=str(ledger_path), host=host,
                            previous=state.issuer_changed_from, open_consent=open_consent,
-                           allowed_hosts=hosts, ephemeral=found is not None):
+                           allowed_hosts=hosts, ephemeral=found is not None, workers=workers,
+                           rate_limit=rate_limit):
             echo(line)
         if vault_insecure_store:
             echo("warning: --insecure-store: vault secrets stored without a passphrase are NOT "
@@ -243,6 +268,10 @@ def serve(
         config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="on",
                                 timeout_graceful_shutdown=graceful_timeout, server_header=False,
                                 proxy_headers=False)
+        if workers > 1:
+            _run_workers(sock, app, config, workers, graceful_timeout, echo)
+            echo("grantex-local server stopped")
+            return
         server = uvicorn.Server(config)
         state.server = server  # long-lived streams end as soon as it starts stopping
         in_main = threading.current_thread() is threading.main_thread()
@@ -258,6 +287,157 @@ def serve(
         echo("grantex-local server stopped")
     finally:
         sock.close()
+
+
+WORKER_HEADER_ENV = "GRANTEX_LOCAL_WORKER_HEADER"
+"""Set to ``1`` (tests, debugging), each worker's answers carry ``x-grantex-worker: <pid>``."""
+
+
+def max_workers() -> int:
+    return 2 * (os.cpu_count() or 1)
+
+
+def check_workers(workers: int) -> None:
+    """1 to twice the cores: more processes than that only queue on the single-writer file."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= max_workers():
+        raise errors.InvalidInput(f"--workers must be 1..{max_workers()} (twice this machine's "
+                                  f"{os.cpu_count() or 1} cores), not {workers}")
+    if workers > 1 and not hasattr(os, "fork"):
+        raise errors.InvalidInput("--workers above 1 forks processes, which this system cannot")
+
+
+class _WorkerHeader:
+    """ASGI wrapper naming the worker process that answered (only with :data:`WORKER_HEADER_ENV`),
+    so a test can make one worker render a form and another accept it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.value = str(os.getpid()).encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def tagged(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-grantex-worker", self.value)]}
+            await send(message)
+
+        await self.app(scope, receive, tagged)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when its parent dies (a SIGKILLed ``serve`` leaves no worker)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent still stops its workers on Ctrl+C and SIGTERM
+
+
+def _worker_main(sock: socket.socket, app: Any, config: uvicorn.Config, parent: int) -> int:
+    """One forked worker: uvicorn on the shared socket until SIGTERM; the exit status."""
+    try:
+        os.setpgid(0, 0)  # Ctrl+C in a terminal reaches the parent only
+    except OSError:
+        pass
+    _die_with_parent()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if os.getppid() != parent:
+        return 0  # the parent died before the death signal was armed
+    served = _WorkerHeader(app) if os.environ.get(WORKER_HEADER_ENV) == "1" else app
+    worker_config = uvicorn.Config(served, log_level=config.log_level, access_log=config.access_log,
+                                   lifespan="on", server_header=False, proxy_headers=False,
+                                   timeout_graceful_shutdown=config.timeout_graceful_shutdown)
+    server = uvicorn.Server(worker_config)
+    app.state.grantex.server = server
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _run_workers(sock: socket.socket, app: Any, config: uvicorn.Config, workers: int,
+                 graceful_timeout: int, echo: Callable[[str], Any]) -> None:
+    """Fork ``workers`` processes serving ``sock`` and wait; on SIGINT/SIGTERM (or one worker
+    dying) send each live worker one SIGTERM and wait for all, SIGKILL after the grace time."""
+    parent = os.getpid()
+    children: set[int] = set()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if in_main else None
+    try:
+        for _ in range(workers):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:  # the worker: never returns into the caller's stack
+                status = 1
+                try:
+                    status = _worker_main(sock, app, config, parent)
+                except BaseException as exc:  # one line, then the exit status says it
+                    print(f"error: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
+                finally:
+                    os._exit(status)
+            children.add(pid)
+            try:
+                os.setpgid(pid, pid)  # as the child does: whichever runs first
+            except OSError:
+                pass
+        while children:
+            pid, status = os.waitpid(-1, 0)
+            children.discard(pid)
+            echo(f"worker {pid} exited unexpectedly ({_describe(status)}); stopping the others")
+            break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop_workers(children, graceful_timeout)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {os.WTERMSIG(status)}"
+    return f"status {os.WEXITSTATUS(status)}"
+
+
+def _stop_workers(children: set[int], graceful_timeout: int) -> None:
+    """SIGTERM each worker once and reap them all; SIGKILL what is left after the grace time
+    (a second Ctrl+C meanwhile sends SIGTERM again, which uvicorn takes as "stop now")."""
+    for pid in children:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + graceful_timeout + 20  # + the webhook attempt in flight
+    while children:
+        try:
+            for pid in list(children):
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    done = pid  # reaped already
+                if done:
+                    children.discard(pid)
+            if children and time.monotonic() > deadline:
+                for pid in children:
+                    _signal(pid, signal.SIGKILL)
+                deadline = math.inf
+            time.sleep(0.05)
+        except KeyboardInterrupt:
+            for pid in children:
+                _signal(pid, signal.SIGTERM)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def serve_ephemeral(seed: str | os.PathLike[str] | None = None, host: str | None = None,
@@ -319,6 +499,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY, help="bytes")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--no-access-log", action="store_true")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes serving the socket (1..twice the cores)")
     parser.add_argument("--open-consent", action="store_true",
                         help="demo mode: the consent page decides without an approval code")
     args = parser.parse_args(argv)
@@ -339,7 +521,7 @@ def main(argv: list[str] | None = None) -> None:
         serve(path, args.host, args.port, args.issuer, change_issuer=change is not None,
               allowed_hosts=args.allowed_host, rate_limit=args.rate_limit, max_body=args.max_body,
               log_level=args.log_level, access_log=not args.no_access_log,
-              open_consent=args.open_consent)
+              open_consent=args.open_consent, workers=args.workers)
     except (errors.GrantexLocalError, OSError, ValueError) as exc:
         text = getattr(exc, "message", None) or getattr(exc, "strerror", None) or exc
         print(f"error: {text}", file=sys.stderr)

@@ -10,6 +10,9 @@ the TUI is SQLite's: WAL mode and ``BEGIN IMMEDIATE`` in the library.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import math
 import secrets
 import sqlite3
@@ -20,7 +23,33 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..clock import iso, parse_iso
 from ..founding import Ledger
+
+CSRF_KEY_NAME = "csrf_key"
+"""The ``local_secrets`` row the consent and decision forms' CSRF tokens are keyed with."""
+
+
+def ledger_secret(ledger: Ledger, name: str) -> bytes:
+    """A per-ledger random secret named ``name``, made on first use.
+
+    Why in the ledger and not in the process: with ``serve --workers N`` a form rendered by one
+    worker is posted to whichever accepts the connection, and a restart must not void the forms
+    open in browsers. ``INSERT OR IGNORE`` in one write transaction: two workers starting at once
+    both read the row the first one made.
+    """
+    query = "SELECT secret FROM local_secrets WHERE name = ?"
+    row = ledger.query_one(query, (name,))
+    if row is None:
+        with ledger.write() as conn:
+            conn.execute("INSERT OR IGNORE INTO local_secrets (name, secret, created_at) VALUES (?, ?, ?)",
+                         (name, secrets.token_bytes(32), iso(ledger.now())))
+        row = ledger.query_one(query, (name,))
+    assert row is not None
+    return bytes(row["secret"])
 
 
 class LedgerPool:
@@ -129,7 +158,10 @@ class ServerState:
     max_body: int
     issuer_changed_from: str | None = None
     csrf_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    """The app sets the ledger's (:func:`ledger_secret`), shared by every worker and restart;
+    the random default serves only a state made without a ledger."""
     idempotency: IdempotencyCache = field(default_factory=lambda: IdempotencyCache())
+    """Made over ``ledgers`` (in the ledger) unless given: see :class:`IdempotencyCache`."""
     open_consent: bool = False
     """Demo mode: the consent page decides without an approval code or principal session."""
     console: Callable[[str], Any] | None = None
@@ -149,6 +181,10 @@ class ServerState:
     """Test mode only (``create_app(test_mode=True)``): an in-memory copy of the ledger as the
     app found it, which :meth:`reset` writes back; None otherwise, and then nothing can reset."""
     _reset_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.idempotency.ledgers is None:
+            self.idempotency.ledgers = self.ledgers
 
     def is_stopping(self) -> bool:
         return self.stopping.is_set() or bool(getattr(self.server, "should_exit", False))
@@ -212,23 +248,70 @@ class IdempotencyCache:
     first attempt had committed, a second real refresh would present a spent
     refresh token and revoke the whole token family. So the first success is
     remembered for a few minutes and handed back to an identical retry.
+
+    Remembered in the ledger (a ``local_secrets`` row per replay, no migration), because with
+    ``serve --workers N`` the retry may reach another worker, and after a restart a retry must
+    still not look like a stolen token. Each replay holds a live token pair, so it is sealed
+    (AES-GCM) under a key derived from the Idempotency-Key, which the ledger never stores; the
+    row's name is another digest of it. Expired rows are deleted with the next one written.
+    ``lock`` serialises keyed refreshes within a process; across workers the refresh's own
+    write transaction decides (two identical retries at the same instant on two workers: one
+    refreshes, the other is answered as reuse, as with two clients racing).
     """
 
     TTL = 300.0
+    PREFIX = "refresh-replay:"
 
-    def __init__(self) -> None:
+    def __init__(self, ledgers: LedgerPool | None = None) -> None:
         self.lock = threading.Lock()  # also serialises refreshes that carry a key
+        self.ledgers = ledgers
+        """None (a state made by hand, without a ledger): replays live in this process only."""
         self._entries: dict[tuple[str, str, str], tuple[float, Any]] = {}
 
+    def _sealing(self, key: tuple[str, str, str]) -> tuple[str, bytes]:
+        """(row name, AES key) for ``(developer id, Idempotency-Key, refresh token hash)``."""
+        developer_id, idempotency_key, refresh_hash = key
+        context = f"{developer_id}\x1f{refresh_hash}".encode()
+        label = b"grantex-local refresh replay name\x1f"
+        name = self.PREFIX + hashlib.sha256(label + idempotency_key.encode() + b"\x1f" + context).hexdigest()
+        sealing = hmac.new(idempotency_key.encode(), b"grantex-local refresh replay key\x1f" + context,
+                           hashlib.sha256).digest()
+        return name, sealing
+
     def get(self, key: tuple[str, str, str]) -> Any:
-        now = time.monotonic()
-        self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-        hit = self._entries.get(key)
-        return hit[1] if hit is not None else None
+        if self.ledgers is None:
+            now = time.monotonic()
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            hit = self._entries.get(key)
+            return hit[1] if hit is not None else None
+        ledger = self.ledgers.get()
+        name, sealing = self._sealing(key)
+        row = ledger.query_one("SELECT secret, created_at FROM local_secrets WHERE name = ?", (name,))
+        if row is None or parse_iso(row["created_at"]) + self.TTL <= ledger.now():
+            return None
+        blob = bytes(row["secret"])
+        try:
+            plain = AESGCM(sealing).decrypt(blob[:12], blob[12:], name.encode())
+        except InvalidTag:
+            return None  # not sealed for this key: no replay
+        return json.loads(plain)
 
     def clear(self) -> None:
+        """Forget this process's replays (a ledger's go with a reset, which rewrites the file)."""
         with self.lock:
             self._entries = {}
 
     def put(self, key: tuple[str, str, str], value: Any) -> None:
-        self._entries[key] = (time.monotonic() + self.TTL, value)
+        if self.ledgers is None:
+            self._entries[key] = (time.monotonic() + self.TTL, value)
+            return
+        ledger = self.ledgers.get()
+        name, sealing = self._sealing(key)
+        nonce = secrets.token_bytes(12)
+        sealed = nonce + AESGCM(sealing).encrypt(nonce, json.dumps(value).encode(), name.encode())
+        now = ledger.now()
+        with ledger.write() as conn:
+            conn.execute("DELETE FROM local_secrets WHERE name >= ? AND name < ? AND created_at < ?",
+                         (self.PREFIX, self.PREFIX[:-1] + ";", iso(now - self.TTL)))
+            conn.execute("INSERT OR REPLACE INTO local_secrets (name, secret, created_at) VALUES (?, ?, ?)",
+                         (name, sealed, iso(now)))
