@@ -424,7 +424,18 @@ def exchange(ledger: Ledger, grant_token: str, service: object, *,
     if grant is None:
         raise errors.TokenInvalid("the grant token's grant is unknown", "unknown_grant")
     developer_id, principal, agent_id = grant[0], grant[1], grant[2]
+
+    def refused(reason: str) -> None:
+        """An agent with a live grant reaching for a credential it may not have is what an
+        auditor looks for: the refusal is recorded (status blocked) before it is answered."""
+        with ledger.write() as conn:
+            trail.record(ledger, conn, developer_id, "grantex.vault.exchange_refused",
+                         agent_id=agent_id, agent_did=answer.agent, grant_id=answer.grant_id,
+                         principal_id=principal, status="blocked",
+                         metadata={"service": name, "reason": reason})
+
     if not scope_allows(answer.scopes or [], name):
+        refused("insufficient_scope")
         raise errors.InsufficientScope(
             f"the grant's scopes do not include access to the {name!r} vault credential (one of "
             f"{name}:read, {name}:*, {name}:credentials:read, vault:{name}:read, vault:{name}:*, "
@@ -432,6 +443,7 @@ def exchange(ledger: Ledger, grant_token: str, service: object, *,
     row = ledger.query_one(_SECRET_ROW + "developer_id = ? AND principal_id = ? AND service = ?",
                            (developer_id, principal, name))
     if row is None:
+        refused("no_credential")
         raise errors.NotFound(f"no vault credential for this principal and service {name!r}")
     credential = get(ledger, developer_id, row[0])
     opened = _reveal(ledger, row)  # before anything is written: a locked vault records nothing

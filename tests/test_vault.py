@@ -165,6 +165,18 @@ def test_exchange_refuses_revoked_expired_wrong_scope_and_no_token(setup: Setup)
     assert answer.status_code == 403 and answer.json()["code"] == "INSUFFICIENT_SCOPE"
     with pytest.raises(ValueError, match="scopes do not include"):
         gx.vault.exchange(wrong, ExchangeCredentialParams(service="github"))
+    # an agent reaching for what it may not have is on the record, without any secret
+    refusals = httpx.get(f"{setup.server.base_url}/v1/audit/entries",
+                         params={"action": "grantex.vault.exchange_refused", "pageSize": 100},
+                         headers={"Authorization": f"Bearer {setup.key}"}).json()["entries"]
+    assert [(e["status"], e["metadata"]) for e in refusals] == [
+        ("blocked", {"service": "github", "reason": "insufficient_scope"})] * 2
+    nothing, _ = setup.grant(["vault:credentials:exchange"])
+    assert setup.exchange(nothing, {"service": "slack"}).status_code == 404
+    refusals = httpx.get(f"{setup.server.base_url}/v1/audit/entries",
+                         params={"action": "grantex.vault.exchange_refused", "pageSize": 100},
+                         headers={"Authorization": f"Bearer {setup.key}"}).json()["entries"]
+    assert refusals[-1]["metadata"] == {"service": "slack", "reason": "no_credential"}
 
     revoked, grant_id = setup.grant(SCOPES)
     assert setup.exchange(revoked, {"service": "github"}).status_code == 200
