@@ -40,12 +40,11 @@ import sqlite3
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from ulid import ULIDGenerator
-
 from . import errors, events
 from .audit.trail import record
 from .clock import iso
 from .grants import status_of
+from .ids import new_id
 from .paging import window
 from .text import check_json, check_text
 
@@ -64,7 +63,6 @@ MAX_DESCRIPTION = 1000
 THRESHOLDS = (80, 50)
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
-_ids = ULIDGenerator()
 
 
 class InsufficientBudget(errors.GrantexLocalError):
@@ -286,7 +284,7 @@ def allocate(ledger: Ledger, developer_id: str | None, grant_id: object, initial
             conn.execute("UPDATE budget_allocations SET remaining_units = remaining_units - ?, "
                          "carved_units = carved_units + ?, updated_at = ? WHERE id = ?",
                          (units, units, now, parent["id"]))
-        allocation_id = "bdg_" + str(_ids.generate())
+        allocation_id = new_id("budget")
         conn.execute(
             "INSERT INTO budget_allocations (id, developer_id, grant_id, parent_allocation_id, currency, "
             "initial_units, remaining_units, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -340,7 +338,7 @@ def debit(ledger: Ledger, developer_id: str | None, grant_id: object, amount: ob
         conn.execute(f"UPDATE budget_allocations SET subtree_spent_units = subtree_spent_units + ?, "
                      f"updated_at = ? WHERE id IN ({marks})", (units, now, *[a["id"] for a in chain]))
         remaining = drawn["remaining_units"] - units
-        transaction_id = "btx_" + str(_ids.generate())
+        transaction_id = new_id("budget_transaction")
         conn.execute(
             "INSERT INTO budget_transactions (id, developer_id, grant_id, allocation_id, amount_units, "
             "description, metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

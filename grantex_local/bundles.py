@@ -28,19 +28,19 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from ulid import ULID
 
 from . import agents, authorization, errors, events, keys, tokens
 from .audit.hashing import canonical_object
 from .audit.trail import Appender, record
 from .clock import iso, parse_expires_in, parse_iso
 from .grants import revoke_and_record
+from .ids import PREFIXES, new_id
 from .text import check_text
 
 if TYPE_CHECKING:
     from .founding import Ledger
 
-PREFIX = "cbdl_"
+PREFIX = PREFIXES["consent_bundle"]
 MAX_OFFLINE_TTL = 30 * 86400
 """A device may act offline at most 30 days on one bundle (and never beyond the ledger's
 ``max_expires_in``): the grant carries the same lifetime, so the offline expiry IS the grant's."""
@@ -185,7 +185,7 @@ def create(ledger: Ledger, developer_id: str, *, agent_id: str, principal_id: st
                                         serialization.NoEncryption()).decode("ascii")
     public_pem = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
-    bundle_id = PREFIX + str(ULID())
+    bundle_id = new_id("consent_bundle")
     with ledger.write() as conn:
         issued = tokens.exchange(ledger, developer_id, code=code, agent_id=agent_id)
         grant = conn.execute("SELECT * FROM grants WHERE id = ?", (issued.grant_id,)).fetchone()

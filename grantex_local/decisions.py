@@ -42,12 +42,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import jwt
-from ulid import ULID
 
 from . import errors
 from .audit.hashing import canonical_json
 from .audit.trail import record
 from .clock import iso, parse_iso
+from .ids import new_id
 from .online import verify_online
 from .verify import ALGORITHM, MAX_TOKEN_LENGTH
 
@@ -359,7 +359,7 @@ def create_request(ledger: Ledger, developer_id: str, *, action: object, connect
             (developer_id, hashed, version, connector_text, iso(now), agent, grant)).fetchone()
         if existing is not None:
             return _load(ledger, existing), False
-        request_id = "dreq_" + str(ULID())
+        request_id = new_id("decision_request")
         conn.execute(
             "INSERT INTO decision_requests (id, developer_id, status, action, action_hash, case_id, "
             "case_version, connector, memo, memo_ref, memo_hash, policy_score, policy_score_ref, "
@@ -477,7 +477,7 @@ def approve(ledger: Ledger, request_id: str, *, approver: object, channel: str, 
                     "four eyes needs a different person")
             position = len(earlier) + 1
             required = int(row["approvals_required"])
-            jti = "dgnt_" + str(ULID())
+            jti = new_id("decision_grant")
             issued = int(now)
             dwell_ms = max(0, round((now - shown_at) * 1000))
             claims: dict[str, Any] = {

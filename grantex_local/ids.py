@@ -29,6 +29,16 @@ PREFIXES = {
     "webhook": "wh_",
     "webhook_delivery": "whd_",
     "anomaly": "anm_",
+    "scim_token": "scimtok_",
+    "scim_user": "scimuser_",
+    "sso_connection": "sso_",
+    "sso_state": "ssostate_",
+    "budget": "bdg_",
+    "budget_transaction": "btx_",
+    "consent_bundle": "cbdl_",
+    "decision_request": "dreq_",
+    "decision_grant": "dgnt_",
+    "vault_credential": "vault_",
 }
 
 

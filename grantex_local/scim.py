@@ -19,12 +19,11 @@ import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ulid import ULIDGenerator
-
 from . import errors
 from .audit.trail import record
 from .clock import iso
 from .developers import hash_secret
+from .ids import new_id
 from .text import check_json, check_name, check_text
 
 if TYPE_CHECKING:
@@ -40,15 +39,6 @@ MAX_COUNT = 200
 DEFAULT_COUNT = 100
 MAX_TEXT = 512
 MAX_EMAILS = 20
-
-_ids = ULIDGenerator()
-"""Own generator (as :mod:`.events` has): these ids are not part of the seeded demo sequence,
-and :data:`grantex_local.ids.PREFIXES` is shared by every namespace."""
-
-
-def _new_id(prefix: str) -> str:
-    return prefix + str(_ids.generate())
-
 
 class ScimError(errors.GrantexLocalError):
     """An error with its SCIM ``scimType`` (RFC 7644 §3.12), rendered in the SCIM error shape."""
@@ -137,7 +127,7 @@ def create_token(ledger: Ledger, developer_id: str, label: object) -> ScimToken:
         raise errors.InvalidInput("label must be at most 200 characters")
     check_name(label, "label")
     token = secrets.token_hex(32)
-    token_id = _new_id("scimtok_")
+    token_id = new_id("scim_token")
     now = iso(ledger.now())
     with ledger.write() as conn:
         conn.execute("INSERT INTO scim_tokens (id, developer_id, label, token_hash, created_at) "
@@ -314,7 +304,7 @@ def _write(ledger: Ledger, developer_id: str, fields: _Fields, user_id: str | No
         _check_unique(ledger, developer_id, fields.user_name, user_id)
         emails = json.dumps(fields.emails, ensure_ascii=False)
         if user_id is None:
-            user_id = _new_id("scimuser_")
+            user_id = new_id("scim_user")
             conn.execute("INSERT INTO scim_users (id, developer_id, external_id, user_name, display_name, "
                          "active, emails, created_at, last_modified) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (user_id, developer_id, fields.external_id, fields.user_name, fields.display_name,

@@ -31,12 +31,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from ulid import ULIDGenerator
-
 from . import errors
 from .audit.trail import record
 from .clock import iso, parse_iso
 from .events import emit
+from .ids import new_id
 from .text import check_json, check_name
 
 if TYPE_CHECKING:
@@ -61,14 +60,6 @@ _BOOL_FIELDS = ("jitProvisioning", "enforce", "ldapTlsEnabled")
 _LIST_FIELDS = ("domains", "defaultScopes")
 _SECRETS = tuple(SECRET_FIELD.values())
 SETTABLE = frozenset((*_TEXT_FIELDS, *_BOOL_FIELDS, *_LIST_FIELDS, "groupMappings", *_SECRETS))
-
-_ids = ULIDGenerator()
-"""Own generator (as :mod:`.events` has): these ids are not part of the seeded demo sequence."""
-
-
-def _new_id(prefix: str) -> str:
-    return prefix + str(_ids.generate())
-
 
 def fingerprint(secret: str) -> str:
     """SHA-256 of a random one-time value (a login state): safe only for secrets nobody chose."""
@@ -211,7 +202,7 @@ def create_connection(ledger: Ledger, developer_id: str, body: object) -> Connec
         if field not in settings and not (field == SECRET_FIELD[protocol] and secret is not None):
             raise errors.InvalidInput(f"{field} is required for a {protocol} connection")
     now = iso(ledger.now())
-    connection = Connection(_new_id("sso_"), developer_id, name, protocol, status, settings,
+    connection = Connection(new_id("sso_connection"), developer_id, name, protocol, status, settings,
                             secret is not None, now, now)
     with ledger.write() as conn:
         conn.execute("INSERT INTO sso_connections (id, developer_id, name, protocol, status, settings, "
@@ -466,7 +457,7 @@ def login(ledger: Ledger, org: object, *, domain: str | None = None, redirect_ur
         conn.execute("DELETE FROM sso_states WHERE expires_at < ?", (iso(now),))
         conn.execute("INSERT INTO sso_states (id, developer_id, connection_id, state_hash, nonce, "
                      "redirect_uri, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                     (_new_id("ssostate_"), connection.developer_id, connection.id, fingerprint(state),
+                     (new_id("sso_state"), connection.developer_id, connection.id, fingerprint(state),
                       nonce, redirect, iso(now), iso(now + STATE_TTL)))
     if connection.protocol == "oidc":
         query = urlencode({"client_id": connection.settings.get("clientId", ""), "response_type": "code",

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from . import errors, events
 from .audit import trail
 from .clock import iso
+from .ids import new_id
 from .online import verify_online
 from .text import check_json, check_text
 
@@ -301,7 +302,7 @@ def store(ledger: Ledger, developer_id: str, principal_id: object, service: obje
         found = conn.execute("SELECT id, created_at FROM vault_credentials WHERE developer_id = ? "
                              "AND principal_id = ? AND service = ?",
                              (developer_id, principal, name)).fetchone()
-        credential_id, created_at = (found[0], found[1]) if found else ("vault_" + _new_ulid(), now)
+        credential_id, created_at = (found[0], found[1]) if found else (new_id("vault_credential"), now)
         nonce = secrets.token_bytes(12)
         sealed = AESGCM(key).encrypt(nonce, plaintext,
                                      _associated(credential_id, developer_id, principal, name, protection))
@@ -321,12 +322,6 @@ def store(ledger: Ledger, developer_id: str, principal_id: object, service: obje
         events.emit(ledger, conn, developer_id, "vault.credential.stored",
                     {**about, "principalId": principal})
     return get(ledger, developer_id, credential_id)
-
-
-def _new_ulid() -> str:
-    from ulid import ULID
-
-    return str(ULID())
 
 
 def list_credentials(ledger: Ledger, developer_id: str, *, principal_id: str | None = None,
