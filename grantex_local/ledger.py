@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from . import errors
+from . import errors, groupcommit
 from .clock import Clock, iso, system_clock
 from .migrations import SCHEMA_VERSION, apply_migrations
 
@@ -103,23 +103,22 @@ class LedgerFile:
         self.clock: Clock = clock or system_clock
         env_pass = os.environ.get("GRANTEX_LOCAL_PASSPHRASE")
         self.passphrase: str | None = passphrase if passphrase is not None else (env_pass or None)
-        self._write_depth = 0
-        self._settings_cache: dict[str, str] | None = None
         # Parsed keys are kept for the life of the object: parsing a PEM
         # private key costs tens of milliseconds.
         self._signing_key: tuple[str, Any] | None = None
-        self._signing_key_stamp: int | None = None
+        self._signing_key_stamp: tuple[int, int] | None = None
         self._verifier: Verifier | None = None
-        self._verifier_stamp: int | None = None
+        self._verifier_stamp: tuple[int, int] | None = None
         self.readonly = False
         self.created = False
         if issuer is not None:
             validate_issuer(issuer)  # before a file is made
-        self.conn = self._connect(create)
+        self._conn = self._connect(create)
+        self._group = groupcommit.group_for(self.path)
         try:
             self._prepare(issuer)
         except BaseException:
-            self.conn.close()
+            self._conn.close()
             if self._made_file:
                 for suffix in ("", "-wal", "-shm"):
                     with contextlib.suppress(OSError):
@@ -171,8 +170,14 @@ class LedgerFile:
         conn.row_factory = sqlite3.Row
         return conn
 
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection to use now: the shared write transaction's while this thread runs a
+        write body on this file (whichever ledger object began it), else this object's own."""
+        return self._group.current() or self._conn
+
     def _prepare(self, issuer: str | None) -> None:
-        conn = self.conn
+        conn = self._conn
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -206,8 +211,8 @@ class LedgerFile:
 
     def _initialise_or_upgrade(self, issuer: str | None) -> None:
         try:
-            self.conn.execute("PRAGMA journal_mode = WAL")
-            outside = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            outside = self._conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
         # Slow preparation (an RSA key) happens outside the lock, and only for a new file.
@@ -246,58 +251,86 @@ class LedgerFile:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``); nested calls join the outer one."""
+        """One write transaction; nested calls (on any ledger object of this file, in this
+        thread) join the outer one.
+
+        Concurrent writers of this process share a transaction and its fsync (group commit, see
+        :mod:`grantex_local.groupcommit`): the body runs inside its own savepoint, so an error
+        undoes this body alone, and the call returns only once the shared commit is durable."""
         if self.readonly:
             raise errors.LedgerReadOnly(f"ledger {self.path} is read-only; nothing was written")
-        if self._write_depth:
-            self._write_depth += 1
-            try:
-                yield self.conn
-            finally:
-                self._write_depth -= 1
+        group = self._group
+        shared = group.current()
+        if shared is not None:
+            yield shared
             return
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
+            member = group.join(self._conn, _begin_immediate)
+        except groupcommit.BatchFailed as exc:
+            raise self._failed(exc) from None
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
-        self._write_depth = 1
+        wrote = False
         try:
-            yield self.conn
-        except BaseException as exc:
-            self._write_depth = 0
-            self.forget_keys()  # they may hold a key or issuer that was rolled back
-            with contextlib.suppress(sqlite3.Error):
-                self.conn.execute("ROLLBACK")
-            self._settings_cache = None
-            if isinstance(exc, sqlite3.Error):
-                raise translate(exc, self.path) from None
-            raise
-        else:
-            self._write_depth = 0
             try:
-                self.conn.execute("COMMIT")
+                member.begin_body()
+            except groupcommit.BatchFailed as exc:
+                raise self._failed(exc) from None
             except sqlite3.Error as exc:
-                with contextlib.suppress(sqlite3.Error):
-                    self.conn.execute("ROLLBACK")
                 raise translate(exc, self.path) from None
+            try:
+                yield member.conn
+            except BaseException as exc:
+                self.forget_keys()  # they may hold a key or issuer that was rolled back
+                self._end_body(member, ok=False)
+                if isinstance(exc, sqlite3.Error):
+                    raise translate(exc, self.path) from None
+                raise
+            self._end_body(member, ok=True)
+            wrote = True
+        finally:
+            try:
+                member.leave(wrote)
+            except groupcommit.BatchFailed as exc:
+                self.forget_keys()
+                raise self._failed(exc) from None
+
+    def _end_body(self, member: groupcommit.Member, *, ok: bool) -> None:
+        try:
+            member.end_body(ok)
+        except groupcommit.BatchFailed as exc:
+            self.forget_keys()
+            raise self._failed(exc) from None
+        except sqlite3.Error as exc:
+            self.forget_keys()
+            raise translate(exc, self.path) from None
+
+    def _failed(self, exc: groupcommit.BatchFailed) -> errors.LedgerError:
+        """What a writer whose shared transaction was lost is told: the cause's own translation
+        (busy, full disk, ...) when SQLite gave one. Nothing of its write was kept."""
+        if isinstance(exc.cause, sqlite3.Error):
+            return translate(exc.cause, self.path)
+        return errors.LedgerError(f"ledger {self.path}: {exc}; nothing was written")
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for several queries (joins a write when inside one)."""
-        if self._write_depth:
-            yield self.conn
+        shared = self._group.current()
+        if shared is not None:
+            yield shared
             return
+        conn = self._conn
         try:
-            self.conn.execute("BEGIN")
+            conn.execute("BEGIN")
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
         try:
-            yield self.conn
+            yield conn
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
         finally:
             with contextlib.suppress(sqlite3.Error):
-                self.conn.execute("COMMIT")
+                conn.execute("COMMIT")
 
     def query(self, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
         """Rows of one read query, errors translated.
@@ -427,15 +460,18 @@ class LedgerFile:
 
     # ── keys (parsed once, kept) ─────────────────────────────────────────
 
-    def stamp(self) -> int:
-        """Changes whenever another connection (another process) commits to the file
-        (``PRAGMA data_version``): cached keys and issuer are checked against it, one pragma
-        instead of a query per call. This connection's own changes to them drop the caches
-        where they are made (rotation, settings, a rollback)."""
+    def stamp(self) -> tuple[int, int]:
+        """Changes whenever anyone else may have committed to the file: another connection
+        (another process, ``PRAGMA data_version`` of this object's own connection) or a shared
+        transaction of this process (the group's commit count: a batch led on this object's
+        connection may carry another object's key rotation, which its data_version would not
+        show). Cached keys and issuer are checked against it, one pragma instead of a query per
+        call; this object's own changes to them drop the caches where they are made."""
         try:
-            return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+            version = int(self._conn.execute("PRAGMA data_version").fetchone()[0])
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
+        return version, self._group.commits
 
     def signing_key(self) -> tuple[str, Any]:
         """(kid, private key object) of the active signing key."""
@@ -505,13 +541,17 @@ class LedgerFile:
         self._verifier = None
 
     def close(self) -> None:
-        self.conn.close()
+        self._conn.close()
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _begin_immediate(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
 
 
 def _past_issuers(conn: sqlite3.Connection, path: str = "") -> list[dict[str, str]]:

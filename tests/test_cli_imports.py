@@ -89,9 +89,11 @@ def test_tokens_verify_imports_what_it_needs(verify_modules: set[str]) -> None:
 def test_importing_the_cli_loads_no_command_library(tmp_path: Path) -> None:
     code = f"import sys, grantex_local.cli; print({MARKER!r} + ' '.join(sys.modules))"
     loaded = {m for m in _fresh_modules(code, cwd=tmp_path) if m.startswith("grantex_local")}
-    # the error boundary, the ledger opener and the shapes it prints; commands import the rest
+    # the error boundary, the ledger opener (and its group commit, standard library only) and the
+    # shapes it prints; commands import the rest
     assert loaded == {"grantex_local", "grantex_local.cli", "grantex_local.clock", "grantex_local.errors",
-                      "grantex_local.ledger", "grantex_local.migrations", "grantex_local.models"}
+                      "grantex_local.groupcommit", "grantex_local.ledger", "grantex_local.migrations",
+                      "grantex_local.models"}
 
 
 def test_importing_the_package_loads_nothing_else(tmp_path: Path) -> None:
