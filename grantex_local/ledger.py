@@ -21,10 +21,12 @@ audit-trail modules (which themselves only need this floor). See docs/architectu
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -487,7 +489,20 @@ class LedgerFile:
         if row is None:
             raise errors.LedgerCorrupt(f"ledger {self.path} has no active signing key")
         if self._signing_key is None or self._signing_key[0] != row["kid"]:
-            key = load_private_key(bytes(row["private_pem"]), bool(row["encrypted"]), self.passphrase)
+            pem, encrypted = bytes(row["private_pem"]), bool(row["encrypted"])
+            # The parse (and the decryption's key derivation) is shared by every ledger object of
+            # the process: the server opens one per thread, and a thread's first token would
+            # otherwise pay it again. The cache is keyed by the passphrase given too, so a wrong
+            # one still fails here.
+            cache_key = (hashlib.sha256(pem).digest(), self.passphrase if encrypted else None)
+            with _PARSED_KEYS_LOCK:
+                key = _PARSED_KEYS.get(cache_key)
+            if key is None:
+                key = load_private_key(pem, encrypted, self.passphrase)
+                with _PARSED_KEYS_LOCK:
+                    if len(_PARSED_KEYS) >= _PARSED_KEYS_MAX:
+                        _PARSED_KEYS.clear()
+                    _PARSED_KEYS[cache_key] = key
             self._signing_key = (row["kid"], key)
         self._signing_key_stamp = stamp
         return self._signing_key
@@ -548,6 +563,11 @@ class LedgerFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_PARSED_KEYS: dict[tuple[bytes, str | None], Any] = {}
+_PARSED_KEYS_LOCK = threading.Lock()
+_PARSED_KEYS_MAX = 32
 
 
 def _begin_immediate(conn: sqlite3.Connection) -> None:
