@@ -271,15 +271,24 @@ def enqueue_new(ledger: Ledger, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
                 limit: int = 1000) -> int:
     """Queue outbox events past the cursor for every matching live webhook; the number queued.
 
-    Cheap when idle: the cursor is compared with the newest seq before taking the write lock.
+    Cheap when idle and when no webhook is registered: the cursor is compared with the newest
+    seq, and the live webhooks looked up, before the write lock is taken. Every server worker
+    runs this a few times a second; taking the lock for nothing would make each of them queue
+    behind (and hold up) the writes clients wait for.
     """
     cursor_row = ledger.query_one("SELECT seq FROM webhook_cursor WHERE id = 1")
     if cursor_row is not None and cursor_row[0] >= last_seq(ledger):
         return 0
+    if _first_live_start(ledger.conn) is None:
+        return 0  # each webhook starts after its own start_seq: nothing before it is owed
     queued = 0
     with ledger.write() as conn:
         row = conn.execute("SELECT seq FROM webhook_cursor WHERE id = 1").fetchone()
-        cursor = int(row[0]) if row is not None else 0
+        start = _first_live_start(conn)
+        if start is None:
+            return 0
+        # no live webhook wants what came before the earliest one's start: skip it at once
+        cursor = max(int(row[0]) if row is not None else 0, start)
         newest = last_seq(ledger)  # under the write lock: no event can commit meanwhile
         found = read_events(ledger, None, after=cursor, types=WEBHOOK_EVENT_TYPES, limit=limit)
         hooks: dict[str, list[sqlite3.Row]] = {}
@@ -305,14 +314,23 @@ def enqueue_new(ledger: Ledger, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     return queued
 
 
+def _first_live_start(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT min(start_seq) FROM webhooks WHERE deleted_at IS NULL").fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else None
+
+
+_DUE = ("SELECT d.id, d.webhook_id, d.event_seq, d.attempts, d.max_attempts, w.url, w.secret, "
+        "w.developer_id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id "
+        "WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND w.deleted_at IS NULL "
+        "AND (d.lease_until IS NULL OR d.lease_until <= ?) "
+        "ORDER BY d.next_attempt_at, d.id LIMIT 1")
+
+
 def _lease_one(ledger: Ledger, now: float, lease_seconds: float) -> tuple[sqlite3.Row, float] | None:
+    if ledger.query_one(_DUE, (now, now)) is None:
+        return None  # looked up without the write lock: nothing due is the usual answer
     with ledger.write() as conn:
-        row = conn.execute(
-            "SELECT d.id, d.webhook_id, d.event_seq, d.attempts, d.max_attempts, w.url, w.secret, "
-            "w.developer_id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id "
-            "WHERE d.status = 'pending' AND d.next_attempt_at <= ? AND w.deleted_at IS NULL "
-            "AND (d.lease_until IS NULL OR d.lease_until <= ?) "
-            "ORDER BY d.next_attempt_at, d.id LIMIT 1", (now, now)).fetchone()
+        row = conn.execute(_DUE, (now, now)).fetchone()  # again under the lock: another may have leased it
         if row is None:
             return None
         lease = now + lease_seconds

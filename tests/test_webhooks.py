@@ -385,3 +385,38 @@ def test_a_webhook_hears_only_what_happens_after_it(keys: Keys) -> None:
         assert webhooks.enqueue_new(ledger) == 0
         with pytest.raises(errors.InvalidInput):
             webhooks.list_deliveries(ledger, dev, status="lost")
+
+
+def test_the_delivery_pass_takes_no_write_lock_with_nothing_to_do(tmp_path: Path) -> None:
+    """Every server worker runs a delivery pass a few times a second: with no webhook (or nothing
+    due) it must not queue for the write lock, which would hold up the writes clients wait for.
+    Another connection holds the lock; the pass returns at once. Once a webhook exists and an
+    event is owed to it, the same pass does need the lock (and is refused here)."""
+    import sqlite3
+
+    path = tmp_path / "idle.db"
+    gx = Grantex(path)
+    grant_for(gx, ["calendar:read"])  # events in the outbox, no webhook
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with Ledger(path, create=False) as ledger:
+            ledger.conn.execute("PRAGMA busy_timeout = 200")
+            assert webhooks.enqueue_new(ledger) == 0
+            assert webhooks.deliver_due(ledger, http_post=lambda *a, **k: 200) == 0
+    finally:
+        holder.execute("ROLLBACK")
+    webhooks.create(gx.ledger, gx.developer_id, "http://127.0.0.1:9/hook", ["grant.created"])
+    grant_for(gx, ["calendar:read"])  # owed to the webhook now
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with Ledger(path, create=False) as ledger:
+            ledger.conn.execute("PRAGMA busy_timeout = 200")
+            with pytest.raises(errors.LedgerBusy):
+                webhooks.enqueue_new(ledger)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with Ledger(path, create=False) as ledger:
+        assert webhooks.enqueue_new(ledger) == 1  # only the event after the webhook's start
+    gx.close()
