@@ -22,7 +22,9 @@ from . import (
     bundles,
     cascade,
     cold_start,
+    concurrent_writes,
     events,
+    load,
     mcp_cold_start,
     pytest_fixtures,
     revocations,
@@ -87,6 +89,8 @@ def main() -> None:
         if args.smoke:
             rows.extend(tui.first_screen(work, grants=500, audit_entries=500, repeats=1))
             rows.extend(server.load(work, requests=60))
+            rows.extend(load.rows(work, clients=(1, 4), workers=(1, 2), seconds=0.25, requests=40))
+            rows.extend(concurrent_writes.run(work, n=64, threads=4, rounds=1))
             rows.append(events.fanout(work, count=200, repeats=1))
             rows.append(revocations.propagation(work, samples=5))
             rows.extend(budgets.debits(work, count=40, repeats=1))
@@ -96,6 +100,8 @@ def main() -> None:
         else:
             rows.extend(tui.first_screen(work))
             rows.extend(server.load(work))
+            rows.extend(load.rows(work))
+            rows.extend(concurrent_writes.run(work))
             rows.append(events.fanout(work))
             rows.append(revocations.propagation(work))
             rows.extend(budgets.debits(work))

@@ -23,7 +23,9 @@ def test_bench_smoke(tmp_path: Path) -> None:
                    "audit append, single", "audit append, bulk", "audit chain verification",
                    "audit chain verification, peak memory", "cascade revocation", "CLI cold start",
                    "MCP cold start",
-                   "server POST /v1/tokens/verify", "tui first screen", "event stream fan-out",
+                   "server POST /v1/tokens/verify", "load exchange", "load audit log, ",
+                   "load audit log p99", "load verify", "audit append, 4 writer threads",
+                   "token exchange, 4 writer threads", "tui first screen", "event stream fan-out",
                    "revocation feed propagation", "budget debit, 1 process", "budget debit, 4 processes",
                    "pytest fixture grantex_ledger",
                    "pytest fixture grantex_server", "offline sync"):
