@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -294,3 +295,28 @@ def test_python_m_server_takes_workers_too(ledger: tuple[Path, str, str], worker
     assert subprocess.run([sys.executable, "-m", "grantex_local.server", "--ledger", str(path),
                            "--port", "0", "--workers", "0"], capture_output=True, text=True,
                           timeout=60).returncode == 2
+
+
+def test_connections_are_spread_over_both_workers(ledger: tuple[Path, str, str], workers_env: None) -> None:
+    """Each worker listens on a socket of its own (SO_REUSEPORT), so new connections are spread
+    by the kernel rather than taken by whichever worker wakes first: 32 connections opened at
+    once all get an answer, from both workers, neither left with only a handful."""
+    from grantex_local.server.run import reuse_port_works
+
+    path, _, _ = ledger
+    with server_process(path, "--workers", "2") as server:
+        parts = urlsplit(server.base_url)
+        assert parts.hostname is not None and parts.port is not None
+        pinned = [Pinned(parts.hostname, parts.port) for _ in range(32)]
+        try:
+            for conn in pinned:
+                assert conn.call("GET", "/health")[0] == 200
+            spread = Counter(conn.pid for conn in pinned)
+        finally:
+            for conn in pinned:
+                conn.close()
+    assert len(spread) == 2, spread
+    if reuse_port_works():
+        # the kernel's hash of each connection picks the socket: a 32-way split worse than 6/26
+        # has odds of about 1 in 10,000 if both sockets listen
+        assert min(spread.values()) >= 6, spread

@@ -20,8 +20,9 @@ SIGTERM or an error alike. The ledger is founded once the socket is bound, with 
 answers at as its issuer (so ``--port 0`` works with the SDK), and seeded from a file if given.
 
 ``serve --workers N`` (N > 1, :func:`_run_workers`) forks N processes after the socket is bound
-and the app is built; each runs uvicorn on the same listening socket (the kernel hands each new
-connection to one of them) and opens its own ledger connections. Nothing a request needs lives
+and the app is built; each runs uvicorn on a listening socket of its own on the one port
+(``SO_REUSEPORT``: the kernel spreads new connections evenly over the workers; where the system
+lacks it they share one socket) and opens its own ledger connections. Nothing a request needs lives
 in one process only: the consent and decision forms' CSRF key is a ``local_secrets`` row,
 refresh-token reuse is decided in the refresh's write transaction, webhook deliveries are leased
 in the ledger (so each is sent once whichever worker's delivery thread takes it) and the streams
@@ -61,12 +62,19 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8421
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening-ready TCP socket on ``host:port`` (``port=0``: the system picks one)."""
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening-ready TCP socket on ``host:port`` (``port=0``: the system picks one).
+
+    ``reuse_port``: ``SO_REUSEPORT``, so that each worker of ``serve --workers`` listens on a
+    socket of its own on the one port and the kernel spreads new connections evenly over them.
+    With one shared socket every idle worker wakes for each connection and whichever accepts
+    first keeps it: sixteen keep-alive clients ended up 12/4 on two workers in bench.load."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(address)
     except OSError:
@@ -237,8 +245,9 @@ def serve(
     hosts = set(allowed_host_names(allowed_hosts))
     if host not in WILDCARDS and not is_loopback(host):
         hosts |= allowed_host_names([host])  # the address it listens on is for this server
+    spread = workers > 1 and reuse_port_works()
     try:
-        sock = bind(listen_host(host), port)
+        sock = bind(listen_host(host), port, reuse_port=spread)
     except OSError as exc:
         hint = (f" (where the issuer {target} says the server is; --port and --host listen "
                 "elsewhere, and the issuer stays)") if from_issuer else ""
@@ -269,7 +278,15 @@ def serve(
                                 timeout_graceful_shutdown=graceful_timeout, server_header=False,
                                 proxy_headers=False)
         if workers > 1:
-            _run_workers(sock, app, config, workers, graceful_timeout, echo)
+            sockets = [sock]
+            try:
+                if spread:  # one listening socket a worker, on the port the first one got
+                    sockets += [bind(listen_host(host), actual_port, reuse_port=True)
+                                for _ in range(workers - 1)]
+                _run_workers(sockets, app, config, workers, graceful_timeout, echo)
+            finally:
+                for extra in sockets[1:]:
+                    extra.close()
             echo("grantex-local server stopped")
             return
         server = uvicorn.Server(config)
@@ -291,6 +308,18 @@ def serve(
 
 WORKER_HEADER_ENV = "GRANTEX_LOCAL_WORKER_HEADER"
 """Set to ``1`` (tests, debugging), each worker's answers carry ``x-grantex-worker: <pid>``."""
+
+
+def reuse_port_works() -> bool:
+    """Whether this system lets several sockets listen on one port (Linux, the BSDs, macOS)."""
+    if not hasattr(socket, "SO_REUSEPORT"):
+        return False
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    except OSError:
+        return False
+    return True
 
 
 def max_workers() -> int:
@@ -363,23 +392,28 @@ def _worker_main(sock: socket.socket, app: Any, config: uvicorn.Config, parent: 
     return 0
 
 
-def _run_workers(sock: socket.socket, app: Any, config: uvicorn.Config, workers: int,
+def _run_workers(sockets: list[socket.socket], app: Any, config: uvicorn.Config, workers: int,
                  graceful_timeout: int, echo: Callable[[str], Any]) -> None:
-    """Fork ``workers`` processes serving ``sock`` and wait; on SIGINT/SIGTERM (or one worker
-    dying) send each live worker one SIGTERM and wait for all, SIGKILL after the grace time."""
+    """Fork ``workers`` processes and wait; on SIGINT/SIGTERM (or one worker dying) send each
+    live worker one SIGTERM and wait for all, SIGKILL after the grace time. ``sockets``: one a
+    worker (``SO_REUSEPORT``), or a single one they all serve."""
     parent = os.getpid()
     children: set[int] = set()
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler) if in_main else None
     try:
-        for _ in range(workers):
+        for number in range(workers):
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:  # the worker: never returns into the caller's stack
                 status = 1
                 try:
-                    status = _worker_main(sock, app, config, parent)
+                    mine = sockets[number % len(sockets)]
+                    for other in sockets:
+                        if other is not mine:
+                            other.close()  # a socket no one accepts on would strand its share
+                    status = _worker_main(mine, app, config, parent)
                 except BaseException as exc:  # one line, then the exit status says it
                     print(f"error: worker {os.getpid()}: {exc}", file=sys.stderr, flush=True)
                 finally:
