@@ -297,6 +297,20 @@ def test_python_m_server_takes_workers_too(ledger: tuple[Path, str, str], worker
                           timeout=60).returncode == 2
 
 
+def listening_sockets(port: int) -> int | None:
+    """How many TCP sockets listen on ``port`` (Linux's /proc/net/tcp; None elsewhere)."""
+    table = Path("/proc/net/tcp")
+    if not table.exists():
+        return None
+    count = 0
+    for line in table.read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state = fields[1], fields[3]
+        if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: TCP_LISTEN
+            count += 1
+    return count
+
+
 def test_connections_are_spread_over_both_workers(ledger: tuple[Path, str, str], workers_env: None) -> None:
     """Each worker listens on a socket of its own (SO_REUSEPORT), so new connections are spread
     by the kernel rather than taken by whichever worker wakes first: 32 connections opened at
@@ -307,6 +321,7 @@ def test_connections_are_spread_over_both_workers(ledger: tuple[Path, str, str],
     with server_process(path, "--workers", "2") as server:
         parts = urlsplit(server.base_url)
         assert parts.hostname is not None and parts.port is not None
+        listening = listening_sockets(parts.port)
         pinned = [Pinned(parts.hostname, parts.port) for _ in range(32)]
         try:
             for conn in pinned:
@@ -316,6 +331,9 @@ def test_connections_are_spread_over_both_workers(ledger: tuple[Path, str, str],
             for conn in pinned:
                 conn.close()
     assert len(spread) == 2, spread
+    if reuse_port_works() and listening is not None:
+        # one shared socket would show as one listener, however the wake-ups fell
+        assert listening == 2, listening
     if reuse_port_works():
         # the kernel's hash of each connection picks the socket: a 32-way split worse than 6/26
         # has odds of about 1 in 10,000 if both sockets listen
