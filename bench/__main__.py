@@ -26,6 +26,7 @@ from . import (
     events,
     load,
     mcp_cold_start,
+    parquet_export,
     pytest_fixtures,
     revocations,
     server,
@@ -66,6 +67,14 @@ def main() -> None:
                         help="size of the ledger for chain verification")
     parser.add_argument("--analysis-entries", type=int, default=1_000_000,
                         help="size of the ledger for the analysis benchmark")
+    parser.add_argument("--export-entries", type=parquet_export.parse_sizes, default=None,
+                        metavar="N,N,...",
+                        help="ledger sizes for the parquet export benchmark, comma-separated (default "
+                             f"{','.join(map(str, parquet_export.DEFAULT_ENTRIES))}; the issue's are "
+                             "1000000,3000000,10000000)")
+    parser.add_argument("--cache", metavar="DIR", type=Path, default=None,
+                        help="where built parquet export ledgers are kept between runs (default "
+                             f"{parquet_export.default_cache()}; --smoke builds its own)")
     args = parser.parse_args()
     sizes = {"single": 30, "bulk": 2_000, "verify": 3_000} if args.smoke else {
         "single": 2_000, "bulk": 100_000, "verify": args.verify_entries}
@@ -97,6 +106,8 @@ def main() -> None:
             rows.extend(analysis.load_and_check(work, 5_000))
             rows.extend(pytest_fixtures.run(work, count=5, servers=3))
             rows.append(bundles.sync(work, 300))
+            rows.extend(parquet_export.export(work, args.export_entries or parquet_export.SMOKE_ENTRIES,
+                                              args.cache or work / "ledgers"))
         else:
             rows.extend(tui.first_screen(work))
             rows.extend(server.load(work))
@@ -108,6 +119,8 @@ def main() -> None:
             rows.extend(analysis.load_and_check(work, args.analysis_entries))
             rows.extend(pytest_fixtures.run(work))
             rows.append(bundles.sync(work, 100_000))
+            rows.extend(parquet_export.export(work, args.export_entries or parquet_export.DEFAULT_ENTRIES,
+                                              args.cache))
     print_table(rows)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "smoke": args.smoke,
             "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,

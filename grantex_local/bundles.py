@@ -35,6 +35,7 @@ from .audit.trail import Appender, record
 from .clock import iso, parse_expires_in, parse_iso
 from .grants import revoke_and_record
 from .ids import PREFIXES, new_id
+from .progress import Progress, Tally
 from .text import check_text
 
 if TYPE_CHECKING:
@@ -363,13 +364,14 @@ class SyncOutcome:
 
 
 def sync(ledger: Ledger, developer_id: str | None, bundle_id: object, entries: Sequence[OfflineEntry], *,
-         renew: bool = False) -> SyncOutcome:
+         renew: bool = False, progress: Progress | None = None) -> SyncOutcome:
     """Check the device's entries in order and append the longest valid prefix (see module doc).
 
     Entries at offline seqs already synced are duplicates when their hash is the one stored
     and ``conflict`` otherwise. The first bad entry stops the walk: it and every entry after it
     are rejected (the later ones with reason ``after_rejected``). With ``renew``, a live grant
-    near its offline expiry gets a fresh bundle after the sync commits.
+    near its offline expiry gets a fresh bundle after the sync commits. ``progress`` is told the
+    entries checked (each signature check is the slow part), of all given.
     """
     now_ts = ledger.now()
     now = iso(now_ts)
@@ -387,7 +389,9 @@ def sync(ledger: Ledger, developer_id: str | None, bundle_id: object, entries: S
         after_flags: list[bool] = []
         duplicates = 0
         rejections: list[dict[str, Any]] = []
+        tally = Tally(progress, len(entries))
         for index, entry in enumerate(entries):
+            tally.reach(index)
             reason: str | None = None
             if entry.content_hash() != entry.hash:
                 reason = "hash_mismatch"
@@ -418,6 +422,7 @@ def sync(ledger: Ledger, developer_id: str | None, bundle_id: object, entries: S
             rejections.append({"seq": entry.seq, "reason": reason})
             rejections += [{"seq": e.seq, "reason": "after_rejected"} for e in entries[index + 1:]]
             break
+        tally.finish()  # every entry is judged: accepted, a duplicate, or rejected with those after it
         contexts, texts, parsed = [], [], []
         for entry, late in zip(accepted, after_flags, strict=True):
             offline = {"bundleId": row["id"], "offlineSeq": entry.seq, "deviceTimestamp": entry.timestamp,

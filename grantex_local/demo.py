@@ -26,6 +26,7 @@ from .client import Grantex
 from .clock import system_clock
 from .founding import Ledger
 from .models import Agent, ExchangeTokenResponse
+from .progress import Progress, Tally
 
 DAY = 86400
 PRINCIPALS = ("user_alice", "user_bob", "user_carol")
@@ -174,34 +175,51 @@ def _partner(ledger: Ledger, cast: Cast) -> str:
     return request.request_id
 
 
+DEMO_STEPS = 10
+"""The steps :func:`run_demo` reports to its ``progress`` callback (the ledger, then each part)."""
+
+
 def run_demo(path: str | os.PathLike[str], seed: int = 0, force: bool = False,
-             program: str = "grantex-local") -> list[str]:
+             program: str = "grantex-local", progress: Progress | None = None) -> list[str]:
     """Build the demo ledger at ``path`` and return a short walk-through to print.
 
     ``program`` is how the caller's shell runs the CLI (``grantex-local``, or a path to it when
-    it is not on PATH): every command the walk-through prints must run verbatim.
+    it is not on PATH): every command the walk-through prints must run verbatim. ``progress`` is
+    told each of the :data:`DEMO_STEPS` steps done (key generation makes a few of them slow).
     """
     target = Path(path)
     _make_room(target, force)
     cast = choose_cast(seed)
     real_now = system_clock()
+    steps = Tally(progress, DEMO_STEPS, step=1)
     # Three days ago: the ledger and its agents are made, and a short trip
     # grant is issued that has long expired by now.
     with Ledger(target, clock=lambda: real_now - 3 * DAY) as past:
         gx = Grantex(past)
+        steps.advance()
         roster = {name: gx.agents.register(name=name, description=description, scopes=scopes)
                   for name, (description, scopes) in AGENTS.items()}
+        steps.advance()
         _trip(gx, roster, cast, cast.lapsed_traveller, "2h")
+        steps.advance()
     with Ledger(target, create=False) as ledger:
         gx = Grantex(ledger)
         _policies(gx, roster, cast)
+        steps.advance()
         trip = _trip(gx, roster, cast, cast.traveller, "24h")
+        steps.advance()
         _delegate(gx, trip, roster["hotel-scout"], [*TRAVEL, f"payments:initiate:max_{cast.hotel_budget}"])
+        steps.advance()
         _research(gx, roster, cast, cast.researcher)
+        steps.advance()
         gx.grants.revoke(_research(gx, roster, cast, cast.second_researcher).grant_id)
+        steps.advance()
         _inbox(gx, roster, cast)
+        steps.advance()
         request_id = _partner(ledger, cast)
-        return walkthrough(ledger, seed, trip, len(gx.policies.list().policies), request_id, program)
+        lines = walkthrough(ledger, seed, trip, len(gx.policies.list().policies), request_id, program)
+        steps.finish()
+        return lines
 
 
 def walkthrough(ledger: Ledger, seed: int, trip: ExchangeTokenResponse, policy_count: int,

@@ -55,6 +55,7 @@ from .audit.note import CheckpointInvalid
 from .audit.trail import NOT_UTF8, entry_from_row
 from .clock import iso
 from .errors import ChainBroken, InvalidInput
+from .progress import Progress, Tally
 from .text import escape_surrogates
 
 if TYPE_CHECKING:
@@ -268,13 +269,14 @@ def _chain_developer_ids(ledger: Ledger) -> list[str]:
         "UNION SELECT developer_id FROM audit_checkpoints ORDER BY 1")]
 
 
-def _export_chains(ledger: Ledger, directory: Path, stored: list[dict[str, Any]]) -> list[ChainReport]:
+def _export_chains(ledger: Ledger, directory: Path, stored: list[dict[str, Any]],
+                   tally: Tally) -> list[ChainReport]:
     """Stream every chain to the audit files while the ledger's verifier walks it.
 
     The export refuses to sign a broken chain (ChainBroken), as a checkpoint
     does; the verifier's report gives the manifest's heads and roots.
     """
-    reports = []
+    reports: list[ChainReport] = []
     with _TableWriter(directory, AUDIT_TABLE) as writer:
         for developer_id in _chain_developer_ids(ledger):
             notes = [checkpoints.verify_against(ledger, developer_id, c["signedCheckpoint"])
@@ -284,6 +286,7 @@ def _export_chains(ledger: Ledger, directory: Path, stored: list[dict[str, Any]]
                 for seq, stored, digest in cursor:
                     text = _stored_text(seq, stored)
                     writer.write(audit_row(seq, text, digest))
+                    tally.advance()
                     yield seq, text, digest
 
             with contextlib.closing(_chain_bytes(ledger, developer_id)) as cursor:
@@ -401,21 +404,28 @@ def write_signed_export(
     return {**manifest, "path": str(out)}
 
 
-def export_bundle(ledger: Ledger, out_dir: str | os.PathLike[str], *, force: bool = False) -> dict[str, Any]:
+def export_bundle(ledger: Ledger, out_dir: str | os.PathLike[str], *, force: bool = False,
+                  progress: Progress | None = None) -> dict[str, Any]:
     """Write a bundle directory at ``out_dir``; returns its manifest plus ``path``.
 
     Everything is read in one snapshot and written to a temporary directory
     beside ``out_dir`` that is renamed into place at the end, so a crash
     leaves no half bundle. Raises ChainBroken rather than sign a broken chain.
+    ``progress`` is told the audit entries written (of all in the snapshot).
     """
     return write_signed_export(ledger, out_dir, force=force, fmt=FORMAT, kind="export bundle",
-                               write=lambda tmp, key_text: _write_bundle(ledger, tmp, key_text))
+                               write=lambda tmp, key_text: _write_bundle(ledger, tmp, key_text, progress))
 
 
-def _write_bundle(ledger: Ledger, directory: Path, key_text: str) -> dict[str, Any]:
+def _write_bundle(ledger: Ledger, directory: Path, key_text: str,
+                  progress: Progress | None = None) -> dict[str, Any]:
     """Every data file, from one read snapshot; returns the manifest (not yet written or signed)."""
     counts: dict[str, int] = {}
     with ledger.read():
+        total = None
+        if progress is not None:  # the count costs a scan of the index: only when someone watches
+            total = int(ledger.query("SELECT count(*) FROM audit_entries")[0][0])
+        tally = Tally(progress, total)
         created_at = iso(ledger.now())
         ledger_id, issuer = ledger.setting("ledger_id"), ledger.issuer
         jwks = keys.jwks(ledger, include_all=True)
@@ -428,8 +438,9 @@ def _write_bundle(ledger: Ledger, directory: Path, key_text: str) -> dict[str, A
         counts["policies"] = _write_table(directory, "policies", _policy_rows(ledger))
         stored = _checkpoint_rows(ledger)
         counts[CHECKPOINT_TABLE] = _write_table(directory, CHECKPOINT_TABLE, stored)
-        reports = _export_chains(ledger, directory, stored)
+        reports = _export_chains(ledger, directory, stored, tally)
         counts[AUDIT_TABLE] = sum(r.entries for r in reports)
+        tally.finish()
     _write_text(directory / JWKS, json.dumps(jwks, indent=2, sort_keys=True) + "\n")
     _write_text(directory / CHECKPOINT_KEY, key_text + "\n")
     files: dict[str, dict[str, Any]] = {}
@@ -637,7 +648,7 @@ def _entry_problem(row: Mapping[str, Any], developer_id: str) -> str | None:
 
 
 def _verify_bundle_chain(rows: Iterable[tuple[int, dict[str, Any]]], developer_id: str,
-                         stored: list[dict[str, Any]]) -> ChainReport:
+                         stored: list[dict[str, Any]], tally: Tally | None = None) -> ChainReport:
     """One developer's chain from the bundle, through the ledger's own streaming verifier."""
     sizes = {c["checkpoint"].size for c in stored}
     hashes_at: dict[int, str] = {}  # the entry hash at each checkpoint's size, for headHash
@@ -649,6 +660,8 @@ def _verify_bundle_chain(rows: Iterable[tuple[int, dict[str, Any]]], developer_i
                 raise ExportInvalid(_AUDIT_FILE, f"line {number} (seq {row.get('seq')}): {problem}")
             if row["seq"] in sizes:
                 hashes_at[row["seq"]] = row["hash"]
+            if tally is not None:
+                tally.advance()
             yield row["seq"], row["preimage"], row["hash"]
 
     try:
@@ -664,7 +677,7 @@ def _verify_bundle_chain(rows: Iterable[tuple[int, dict[str, Any]]], developer_i
 
 
 def _verify_chains(directory: Path, manifest: Mapping[str, Any],
-                   key: tuple[str, Ed25519PublicKey]) -> list[ChainReport]:
+                   key: tuple[str, Ed25519PublicKey], tally: Tally | None = None) -> list[ChainReport]:
     stored = _bundle_checkpoints(directory, key)
     declared = manifest.get("chains")
     if not isinstance(declared, list) or not all(isinstance(c, dict) for c in declared):
@@ -677,7 +690,7 @@ def _verify_chains(directory: Path, manifest: Mapping[str, Any],
         if developer_id in reports:
             raise ExportInvalid(_AUDIT_FILE, f"developer {developer_id}'s entries are not together in seq "
                                              "order")
-        reports[developer_id] = _verify_bundle_chain(rows, developer_id, stored.get(developer_id, []))
+        reports[developer_id] = _verify_bundle_chain(rows, developer_id, stored.get(developer_id, []), tally)
     others = {c.get("developerId") for c in declared} | set(stored)
     for developer_id in sorted(d for d in others - set(reports) if isinstance(d, str)):
         reports[developer_id] = _verify_bundle_chain((), developer_id, stored.get(developer_id, []))
@@ -691,7 +704,7 @@ def _verify_chains(directory: Path, manifest: Mapping[str, Any],
     return [reports[d] for d in sorted(reports)]
 
 
-def _check_table(directory: Path, table: str, rows: Any) -> None:
+def _check_table(directory: Path, table: str, rows: Any, tally: Tally | None = None) -> None:
     """The CSV holds exactly the JSONL's rows, and both hold as many as the manifest says."""
     columns = TABLES[table]
     csv_name, jsonl_name = f"{table}.csv", f"{table}.jsonl"
@@ -705,6 +718,8 @@ def _check_table(directory: Path, table: str, rows: Any) -> None:
                 if item is None or cells is None:
                     raise ExportInvalid(csv_name, f"has a different number of rows than {jsonl_name}")
                 count += 1
+                if tally is not None:
+                    tally.advance()
                 if cells != [csv_cell(item[1].get(c)) for c in columns]:
                     raise ExportInvalid(csv_name, f"row {count} differs from line {count} of {jsonl_name}")
         except csv.Error as exc:
@@ -733,7 +748,8 @@ def _check_key_files(directory: Path, manifest: Mapping[str, Any]) -> None:
             raise ExportInvalid(JWKS, "holds something other than public keys")
 
 
-def verify_bundle(path: str | os.PathLike[str], *, verifier_key: str | None = None) -> dict[str, Any]:
+def verify_bundle(path: str | os.PathLike[str], *, verifier_key: str | None = None,
+                  progress: Progress | None = None) -> dict[str, Any]:
     """Check an export bundle offline (or a hosted export file); returns a summary or raises.
 
     Raises :class:`ExportInvalid` naming the file for a manifest, signature
@@ -741,6 +757,10 @@ def verify_bundle(path: str | os.PathLike[str], *, verifier_key: str | None = No
     for an audit chain that does not verify, and CheckpointInvalid for a
     ``verifier_key`` that is not a verifier key. Without ``verifier_key`` the
     bundle's own key is used and the summary says so (``keySource``).
+
+    ``progress`` (a bundle directory only) is told the rows checked: each audit entry once by the
+    chain walk, then every table's rows, the audit entries again among them, CSV against JSONL
+    (:func:`verification_rows` of the manifest is the total).
     """
     directory = Path(path)
     if directory.is_file() and directory.name == MANIFEST:
@@ -752,20 +772,39 @@ def verify_bundle(path: str | os.PathLike[str], *, verifier_key: str | None = No
     if not directory.is_dir():
         raise ExportInvalid(str(directory), "does not exist")
     try:
-        return _verify_directory(directory, verifier_key)
+        return _verify_directory(directory, verifier_key, progress)
     except OSError as exc:
         name = Path(exc.filename).name if exc.filename else str(directory)
         raise ExportInvalid(name, f"cannot be read ({exc.strerror or exc})") from None
 
 
-def _verify_directory(directory: Path, verifier_key: str | None) -> dict[str, Any]:
+def verification_rows(manifest: Mapping[str, Any]) -> int | None:
+    """The rows :func:`verify_bundle` checks in a bundle with this (signed) manifest, for a
+    progress total: the audit entries twice (chain walk, then CSV against JSONL) and every other
+    table's rows once. None when the manifest does not say."""
+    files = manifest.get("files")
+    rows: dict[str, int] = {}
+    for table in TABLES:
+        entry = files.get(f"{table}.jsonl") if isinstance(files, dict) else None
+        count = entry.get("rows") if isinstance(entry, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            return None
+        rows[table] = count
+    return sum(rows.values()) + rows[AUDIT_TABLE]
+
+
+def _verify_directory(directory: Path, verifier_key: str | None,
+                      progress: Progress | None = None) -> dict[str, Any]:
     manifest, source = _check_signature(directory, verifier_key)
     _check_files(directory, manifest)
     _check_key_files(directory, manifest)
     key = checkpoints.parse_verifier_key(manifest["checkpointKey"])
-    reports = _verify_chains(directory, manifest, key)
+    tally = Tally(progress, verification_rows(manifest))
+    reports = _verify_chains(directory, manifest, key, tally)
+    tally.reach(sum(r.entries for r in reports))
     for table in TABLES:
-        _check_table(directory, table, manifest["files"][f"{table}.jsonl"].get("rows"))
+        _check_table(directory, table, manifest["files"][f"{table}.jsonl"].get("rows"), tally)
+    tally.finish()
     summary: dict[str, Any] = {
         "valid": True, "format": FORMAT, "path": str(directory), "ledgerId": manifest.get("ledgerId"),
         "issuer": manifest.get("issuer"), "createdAt": manifest.get("createdAt"), "keySource": source,

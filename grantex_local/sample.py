@@ -60,6 +60,7 @@ from .demo import _make_room
 from .export import export_bundle
 from .founding import Ledger
 from .models import ExchangeTokenResponse
+from .progress import Progress, Tally
 
 FORMAT = "grantex-local-sample"
 VERSION = 1
@@ -759,8 +760,10 @@ class _Clock:
 class Runner:
     """Executes the plan in time order through the ``Grantex`` facade."""
 
-    def __init__(self, gx: Grantex, plan: Planner, clock: _Clock, batch_by_minute: bool) -> None:
+    def __init__(self, gx: Grantex, plan: Planner, clock: _Clock, batch_by_minute: bool,
+                 tally: Tally | None = None) -> None:
         self.gx = gx
+        self.tally = tally if tally is not None else Tally(None, None)
         self.plan = plan
         self.clock = clock
         self.by_minute = batch_by_minute
@@ -818,6 +821,7 @@ class Runner:
             if event is not None:
                 self.clock.now = event.time
                 self._event(event)
+                self.tally.advance(event.entries)  # the entries the plan counted for it
 
     def _action(self, at: int, node: Node, draws: list[Any]) -> dict[str, Any]:
         """One action of ``node`` at ``at`` from its draws.
@@ -867,6 +871,7 @@ class Runner:
         self.clock.now = at
         self.gx.audit.log_many(batch)
         self.actions += len(batch)
+        self.tally.advance(len(batch))
 
     def _event(self, event: Event) -> None:
         gx, node, data = self.gx, event.node, event.data
@@ -925,13 +930,14 @@ class Runner:
 
 
 def generate(path: str | os.PathLike[str], *, seed: int = 0, months: int = 3, size: str = "small",
-             entries: int | None = None, force: bool = False) -> dict[str, Any]:
+             entries: int | None = None, force: bool = False,
+             progress: Progress | None = None) -> dict[str, Any]:
     """Build the sample ledger at ``path`` and return its manifest (see the module docstring).
 
     ``entries`` is the exact number of audit entries (default: :data:`SIZES` of ``size`` for three
     months, in proportion for other lengths).
     ``size="large"`` batches actions per minute and has more principals; ``force`` replaces an
-    existing ledger file.
+    existing ledger file. ``progress`` is told the audit entries written, of ``entries``.
     """
     if size not in SIZES:
         raise errors.InvalidInput(f"size must be one of {', '.join(SIZES)}, not {size!r}")
@@ -953,14 +959,18 @@ def generate(path: str | os.PathLike[str], *, seed: int = 0, months: int = 3, si
     clock = _Clock(DAY0 + 8 * HOUR)
     with ids.deterministic(seed, (DAY0 + 8 * HOUR) * 1000), Ledger(target, clock=clock) as ledger:
         gx = Grantex(ledger)
-        runner = Runner(gx, plan, clock, batch_by_minute=size == "large")
+        tally = Tally(progress, total)
+        runner = Runner(gx, plan, clock, batch_by_minute=size == "large", tally=tally)
         runner.setup(DAY0 + 8 * HOUR)
+        tally.reach(setup_entries)
         runner.run(plan.events)
         clock.now = plan.end
         written = count_entries(ledger)
         if written != total:
             raise AssertionError(f"the plan promised {total} audit entries but wrote {written}")
-        return _manifest(gx, plan, runner, seed=seed, months=months, size=size, entries=total)
+        manifest = _manifest(gx, plan, runner, seed=seed, months=months, size=size, entries=total)
+        tally.finish()
+        return manifest
 
 
 def _manifest(gx: Grantex, plan: Planner, runner: Runner, **settings: Any) -> dict[str, Any]:

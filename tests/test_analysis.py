@@ -52,7 +52,8 @@ def copy_of(directory: Path, tmp_path: Path) -> Path:
     target = tmp_path / directory.name
     shutil.copytree(directory, target)
     for path in target.iterdir():
-        path.chmod(0o644)
+        if path.is_file():
+            path.chmod(0o644)
     return target
 
 
@@ -205,17 +206,21 @@ def test_tampered_parquet_entry_fails_check_1(exported: tuple[Story, Path, Path]
     story, _, parquet = exported
     copy = copy_of(parquet, tmp_path)
     seq = story.seqs["scope_outside"]
-    table = pq.read_table(copy / "audit.parquet")
+    files = json.loads((copy / "manifest.json").read_text())["files"]
+    part = next(  # the month partition of the main developer's chain that holds the entry
+        name for name, f in files.items()
+        if f.get("developerId") == story.ids["dev_main"] and f["firstSeq"] <= seq <= f["lastSeq"]
+    )
+    table = pq.read_table(copy / part)
     preimages = table.column("preimage").to_pylist()
-    pairs = zip(table.column("developer_id").to_pylist(), table.column("seq").to_pylist(), strict=True)
-    target = next(i for i, (d, s) in enumerate(pairs) if d == story.ids["dev_main"] and s == seq)
+    target = table.column("seq").to_pylist().index(seq)
     preimages[target] = preimages[target].replace("email:send", "email:read")
     table = table.set_column(table.column_names.index("preimage"), "preimage", pa.array(preimages))
-    pq.write_table(table, copy / "audit.parquet")
+    pq.write_table(table, copy / part)
     result = check_integrity(load(copy))
     assert not result.passed
     assert result.evidence.loc[result.evidence["problem"] == "content_changed", "seq"].tolist() == [seq]
-    assert "audit.parquet" in " ".join(result.evidence["detail"])  # its SHA-256 no longer matches
+    assert part in " ".join(result.evidence["detail"])  # its SHA-256 no longer matches
 
 
 def test_tampered_ledger_file_loads_and_fails_check_1(
@@ -265,9 +270,14 @@ def test_parquet_export_files_and_replacement(exported: tuple[Story, Path, Path]
     story, _, parquet = exported
     manifest = json.loads((parquet / "manifest.json").read_text())
     assert manifest["format"] == "grantex-local-parquet"
-    assert sorted(manifest["files"]) == sorted(f"{t}.parquet" for t in SCHEMAS)
-    assert "preimage" in pq.read_schema(parquet / "audit.parquet").names
-    assert manifest["files"]["audit.parquet"]["rows"] == len(load(story.path).audit)
+    assert manifest["version"] == 2
+    tables = sorted(name for name in manifest["files"] if not name.startswith("audit/"))
+    assert tables == sorted(f"{t}.parquet" for t in SCHEMAS if t != "audit")
+    parts = [name for name in manifest["files"] if name.startswith("audit/")]
+    on_disk = sorted(p.relative_to(parquet).as_posix() for p in (parquet / "audit").rglob("*.parquet"))
+    assert parts and sorted(parts) == on_disk
+    assert all("preimage" in pq.read_schema(parquet / name).names for name in parts)
+    assert sum(manifest["files"][name]["rows"] for name in parts) == len(load(story.path).audit)
     with pytest.raises(InvalidInput):
         export_parquet(story.gx.ledger, parquet)
     out = tmp_path / "again"

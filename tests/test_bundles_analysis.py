@@ -131,24 +131,36 @@ def test_offline_origin_is_a_column_alike_for_ledger_bundle_and_parquet(
 
 def test_an_old_parquet_export_without_the_columns_derives_them(lost: tuple[Built, Path, Path],
                                                               tmp_path: Path) -> None:
-    import pyarrow.parquet as pq
-
     _, _, parquet = lost
     ds = load(parquet)
-    table = pq.read_table(parquet / "audit.parquet").drop_columns(OFFLINE)
-    pq.write_table(table, tmp_path / "audit.parquet")
     from grantex_local.analysis import parquet as pq_module
 
-    frames, *_ = pq_module.load_parquet(_with_audit(parquet, tmp_path), None)
+    frames, *_ = pq_module.load_parquet(_version_1_without_offline(parquet, tmp_path), None)
     pd.testing.assert_frame_equal(frames["audit"][OFFLINE], ds.audit[OFFLINE])
 
 
-def _with_audit(source: Path, replaced: Path) -> Path:
+def _version_1_without_offline(source: Path, scratch: Path) -> Path:
+    """A copy of a parquet export in the version 1 layout (one audit.parquet, as written before
+    the offline columns were stored): the parts in chain order, with their developer, as one file."""
+    import json
     import shutil
 
-    target = replaced / "export"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    target = scratch / "export"
     shutil.copytree(source, target)
-    shutil.copy(replaced / "audit.parquet", target / "audit.parquet")
+    shutil.rmtree(target / "audit")
+    manifest = json.loads((source / "manifest.json").read_text())
+    parts = sorted((f["developerId"], f["firstSeq"], name) for name, f in manifest["files"].items()
+                   if name.startswith("audit/"))
+    tables = []
+    for developer_id, _, name in parts:
+        table = pq.read_table(source / name).drop_columns(OFFLINE)
+        tables.append(table.append_column("developer_id", pa.array([developer_id] * table.num_rows)))
+    pq.write_table(pa.concat_tables(tables), target / "audit.parquet")
+    manifest["version"] = 1
+    (target / "manifest.json").write_text(json.dumps(manifest))
     return target
 
 

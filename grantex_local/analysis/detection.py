@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..anomalies import SEVERITIES, DetectResult, Finding, store
+from ..progress import Progress, Tally
 from .checks import detect_anomalies
 from .frames import Dataset
 from .load import load
@@ -35,10 +36,22 @@ OFF_HOURS_START = 22
 _RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 
-def detect(ledger: Ledger, developer_id: str) -> DetectResult:
+def detect(ledger: Ledger, developer_id: str, progress: Progress | None = None) -> DetectResult:
     """Run the detectors on the ledger, keep ``developer_id``'s findings, group and store them
-    (and apply the developer's response policy, see :func:`grantex_local.anomalies.store`)."""
-    return store(ledger, developer_id, findings(load(ledger), developer_id))
+    (and apply the developer's response policy, see :func:`grantex_local.anomalies.store`).
+
+    ``progress`` is told audit entries: loading verifies and reads each one (two units, see
+    :func:`.load.load`) and the detectors judge each one (the third, counted when they end).
+    """
+    if progress is None:
+        return store(ledger, developer_id, findings(load(ledger), developer_id))
+    entries = int(ledger.query("SELECT count(*) FROM audit_entries")[0][0])
+    tally = Tally(progress, 3 * entries)
+    ds = load(ledger, progress=lambda done, _total: tally.reach(done))
+    tally.reach(2 * entries)
+    found = findings(ds, developer_id)
+    tally.finish()
+    return store(ledger, developer_id, found)
 
 
 def findings(ds: Dataset, developer_id: str) -> list[Finding]:

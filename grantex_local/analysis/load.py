@@ -24,13 +24,18 @@ import contextlib
 import gc
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .. import errors
+from ..progress import Progress
 from .frames import BUNDLE_FORMAT, PARQUET_FORMAT, SCHEMAS, Dataset, Integrity, derive_grants, to_utc
+
+if TYPE_CHECKING:
+    from .sources import Loaded
 
 __all__ = ["SCHEMAS", "Dataset", "Integrity", "detect_kind", "load"]
 
@@ -38,7 +43,8 @@ __all__ = ["SCHEMAS", "Dataset", "Integrity", "detect_kind", "load"]
 # ── the public entry point ───────────────────────────────────────────────────
 
 
-def load(source: Any, *, verifier_key: str | None = None, as_of: Any = None) -> Dataset:
+def load(source: Any, *, verifier_key: str | None = None, as_of: Any = None,
+         progress: Progress | None = None) -> Dataset:
     """Load a ledger file, an export bundle directory or a parquet export directory.
 
     ``source`` may also be a :class:`~grantex_local.Ledger` or a :class:`~grantex_local.Grantex`
@@ -46,9 +52,14 @@ def load(source: Any, *, verifier_key: str | None = None, as_of: Any = None) -> 
     band (``grantex-local audit public-key``); without it a bundle or parquet export is checked
     with the key it carries itself, which only proves self-consistency (the integrity record says
     so). ``as_of`` overrides the instant grant statuses are computed at.
+
+    ``progress`` (see :mod:`grantex_local.progress`) is told the work as it goes: a ledger's
+    audit entries verified, then read (the total is twice the entries); a bundle's rows checked
+    by the export verifier, then its audit entries read; a parquet export's rows verified, then read.
     """
     path = _source_path(source)
     kind = detect_kind(path)
+    reader: Callable[..., Loaded]
     if kind == "ledger":
         from .sources import load_ledger as reader
     elif kind == "bundle":
@@ -58,7 +69,7 @@ def load(source: Any, *, verifier_key: str | None = None, as_of: Any = None) -> 
     collecting = gc.isenabled()
     gc.disable()  # loading makes millions of objects and no cycles: collections would only slow it
     try:
-        frames, settings, integrity, default_as_of = reader(path, verifier_key)
+        frames, settings, integrity, default_as_of = reader(path, verifier_key, progress=progress)
     finally:
         if collecting:
             gc.enable()

@@ -11,7 +11,7 @@ import itertools
 import json
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from ..audit.note import CheckpointInvalid
 from ..errors import ChainBroken
 from ..founding import Ledger
 from ..ledger import DEFAULT_ISSUER, SETTINGS_DEFAULTS
+from ..progress import Progress, Tally
 from .frames import (
     AUDIT_SQL,
     CHUNK_ROWS,
@@ -120,17 +121,19 @@ def ledger_frames(conn: sqlite3.Connection) -> Frames:
     return frames
 
 
-def ledger_audit(conn: sqlite3.Connection) -> pd.DataFrame:
-    """The audit table in one streamed pass: the columns SQLite reads out of the stored preimages."""
+def ledger_audit(conn: sqlite3.Connection, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """The audit table in one streamed pass: the columns SQLite reads out of the stored preimages.
+    ``progress`` is told the rows read so far, a chunk at a time."""
     try:
         cursor = conn.execute(AUDIT_SQL.format(extra="", where=""))
         with contextlib.closing(cursor):
-            return build_audit(chunks_from_sql(rows) for rows in read_chunks(cursor, CHUNK_ROWS))
+            return build_audit((chunks_from_sql(rows) for rows in read_chunks(cursor, CHUNK_ROWS)), progress)
     except sqlite3.OperationalError:  # stored bytes that are not JSON or not UTF-8: parse what can be
         conn.text_factory = _lenient_text
         cursor = conn.execute("SELECT seq, hash, preimage FROM audit_entries ORDER BY developer_id, seq")
         with contextlib.closing(cursor):
-            return build_audit(chunks_from_preimages(rows) for rows in read_chunks(cursor, CHUNK_ROWS))
+            return build_audit((chunks_from_preimages(rows) for rows in read_chunks(cursor, CHUNK_ROWS)),
+                               progress)
 
 
 def ledger_settings(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -147,7 +150,7 @@ def typed_settings(stored: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def verify_ledger(ledger: Ledger, verifier_key: str | None) -> Integrity:
+def verify_ledger(ledger: Ledger, verifier_key: str | None, tally: Tally | None = None) -> Integrity:
     """Each chain through ``verify_chain`` against its latest signed checkpoint.
 
     Every stored checkpoint's signature and origin are checked with ``verify_against``; the
@@ -183,8 +186,11 @@ def verify_ledger(ledger: Ledger, verifier_key: str | None) -> Integrity:
                 problem("CheckpointInvalid", developer_id, None, "checkpoint_invalid", exc.message)
             )
             latest = None
+        watched = tally.after(tally.done) if tally is not None and tally.progress is not None else None
         try:
-            chains.append(audit_chain.verify_chain(ledger, developer_id, checkpoint=latest).to_dict())
+            chains.append(
+                audit_chain.verify_chain(ledger, developer_id, checkpoint=latest, progress=watched).to_dict()
+            )
         except ChainBroken as exc:
             problems.append(problem("ChainBroken", developer_id, exc.seq, exc.reason, exc.message))
     return Integrity(
@@ -210,19 +216,25 @@ def problem(
     }
 
 
-def load_ledger(path: Path, verifier_key: str | None) -> Loaded:
-    """Verify with the library (the CLI's verifier), then read every table from a read-only connection."""
+def load_ledger(path: Path, verifier_key: str | None, progress: Progress | None = None) -> Loaded:
+    """Verify with the library (the CLI's verifier), then read every table from a read-only connection.
+
+    ``progress`` is told the audit entries verified, then those read: twice the entries in all.
+    """
     with Ledger(path, create=False) as ledger:
-        integrity = verify_ledger(ledger, verifier_key)
+        entries = int(ledger.query("SELECT count(*) FROM audit_entries")[0][0]) if progress else 0
+        tally = Tally(progress, 2 * entries)
+        integrity = verify_ledger(ledger, verifier_key, tally)
         conn = readonly_connection(ledger.path)
         try:
             conn.execute("BEGIN")  # one snapshot for every table
             frames = ledger_frames(conn)
-            frames["audit"] = ledger_audit(conn)
+            frames["audit"] = ledger_audit(conn, tally.after(entries) if progress else None)
             settings = ledger_settings(conn)
             conn.execute("COMMIT")
         finally:
             conn.close()
+    tally.finish()
     integrity = _unverified_tail(integrity, frames["audit"])
     return frames, settings, integrity, None
 
@@ -387,8 +399,9 @@ def bundle_table(directory: Path, table: str) -> pd.DataFrame:
     return tidy(columns, table)
 
 
-def bundle_audit(directory: Path) -> pd.DataFrame:
-    """``audit_entries.jsonl`` in one streamed pass, a chunk of rows at a time."""
+def bundle_audit(directory: Path, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """``audit_entries.jsonl`` in one streamed pass, a chunk of rows at a time (``progress`` is
+    told the rows read)."""
 
     def chunks() -> Iterator[dict[str, list[Any]]]:
         rows = jsonl_rows(directory / "audit_entries.jsonl")
@@ -397,7 +410,7 @@ def bundle_audit(directory: Path) -> pd.DataFrame:
             columns["metadata"] = [m if m is not None else {} for m in columns["metadata"]]
             yield columns
 
-    return build_audit(chunks())
+    return build_audit(chunks(), progress)
 
 
 def bundle_settings(directory: Path, audit: pd.DataFrame) -> dict[str, Any]:
@@ -420,13 +433,15 @@ def bundle_settings(directory: Path, audit: pd.DataFrame) -> dict[str, Any]:
     return typed_settings(stored)
 
 
-def verify_bundle_integrity(directory: Path, verifier_key: str | None) -> Integrity:
+def verify_bundle_integrity(
+    directory: Path, verifier_key: str | None, progress: Progress | None = None
+) -> Integrity:
     """``export.verify_bundle``; on a failure that names no seq, the chain is walked with the
     same ``verify_rows`` to find the first bad entry."""
     from ..export import ExportInvalid, verify_bundle
 
     try:
-        summary = verify_bundle(directory, verifier_key=verifier_key)
+        summary = verify_bundle(directory, verifier_key=verifier_key, progress=progress)
     except ChainBroken as exc:
         developer = _developer_in(exc.message)
         found = problem("ChainBroken", developer, exc.seq, exc.reason, exc.message)
@@ -459,6 +474,19 @@ def verify_bundle_integrity(directory: Path, verifier_key: str | None) -> Integr
         warning=summary.get("warning"),
         checkpoints_checked=sum(1 for _ in jsonl_rows(directory / "checkpoints.jsonl")),
     )
+
+
+def _bundle_work(directory: Path) -> tuple[int, int]:
+    """(rows the verifier checks, audit entries) as the manifest counts them, for a progress
+    total only: (0, 0) when it cannot tell (the verifier reports what is wrong with it)."""
+    from ..export import verification_rows
+
+    with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+        manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+        checked = verification_rows(manifest)
+        if checked is not None:
+            return checked, int(manifest["files"]["audit_entries.jsonl"]["rows"])
+    return 0, 0
 
 
 def _developer_in(message: str) -> str | None:
@@ -500,11 +528,19 @@ def _well_typed(rows: Iterator[tuple[Any, Any, Any]]) -> Iterator[tuple[int, str
         )
 
 
-def load_bundle(path: Path, verifier_key: str | None) -> Loaded:
+def load_bundle(path: Path, verifier_key: str | None, progress: Progress | None = None) -> Loaded:
+    """Verify with ``verify_bundle``, then read every file. ``progress`` is told the rows the
+    verifier checked, then the audit entries read (the total from the manifest's row counts)."""
     directory = path.parent if path.is_file() else path
-    integrity = verify_bundle_integrity(directory, verifier_key)
+    checked, entries = _bundle_work(directory) if progress else (0, 0)
+    tally = Tally(progress, checked + entries or None)
+    integrity = verify_bundle_integrity(
+        directory, verifier_key, (lambda done, _total: tally.reach(done)) if progress else None
+    )
+    tally.reach(checked)  # also when the verifier stopped early, at a problem
     frames = {table: bundle_table(directory, table) for table in BUNDLE_COLUMNS}
-    frames["audit"] = bundle_audit(directory)
+    frames["audit"] = bundle_audit(directory, tally.after(checked) if progress else None)
+    tally.finish()
     settings = bundle_settings(directory, frames["audit"])
     created = settings.get("export_created_at")
     as_of = None

@@ -52,8 +52,11 @@ def anomalies_detect(ledger: Ledger, developer_id: str | None, as_json: bool) ->
     grants and what was delegated from them.
     """
     from ..analysis.detection import detect
+    from .progress import progress_bar
 
-    result = detect(ledger, developer_or_default(ledger, developer_id))
+    developer = developer_or_default(ledger, developer_id)
+    with progress_bar("detecting anomalies", as_json=as_json) as bar:
+        result = detect(ledger, developer, progress=bar)
 
     def human() -> None:
         echo_table(_HEADERS, _rows(result.anomalies), "no new anomalies")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,10 +37,6 @@ if TYPE_CHECKING:
     from ..audit.chain import ChainReport
     from ..audit.note import Checkpoint
     from ..founding import Ledger
-
-
-PROGRESS_THRESHOLD = 50_000
-"""Chains longer than this get a progress bar on stderr while they are verified."""
 
 
 def _flag_cell(entry: AuditEntry) -> str | None:
@@ -175,19 +170,24 @@ def audit_log(ledger: Ledger, agent_id: str, grant_id: str, action: str, status:
     emit(as_json, entry.to_dict(), human)
 
 
-def _verify_with_progress(ledger: Ledger, developer_id: str, checkpoint: Checkpoint | None) -> ChainReport:
-    """The library's verifier; long chains (counted first, cheaply) get a progress bar on stderr."""
+def _verify_chains(ledger: Ledger, developer_ids: list[str], checkpoint: Checkpoint | None,
+                   reports: list[ChainReport], as_json: bool) -> None:
+    """The library's verifier over each chain (``checkpoint`` for a single one), appending each
+    report as it passes; one progress bar over them all on a terminal."""
     from ..audit import chain as audit_chain
     from ..audit import trail as audit_trail
+    from ..progress import Tally
+    from .progress import progress_bar
 
-    total = audit_trail.count_entries(ledger, developer_id)
-    if total <= PROGRESS_THRESHOLD:
-        return audit_chain.verify_chain(ledger, developer_id, checkpoint=checkpoint)
-    with click.progressbar(length=total, label=f"verifying {developer_id}", file=sys.stderr) as bar:
-        def advance(done: int) -> None:
-            bar.update(max(0, done - bar.pos))
-
-        return audit_chain.verify_chain(ledger, developer_id, checkpoint=checkpoint, progress=advance)
+    with progress_bar("verifying the audit chain", as_json=as_json) as bar:
+        total = None if bar is None else sum(audit_trail.count_entries(ledger, d) for d in developer_ids)
+        tally = Tally(bar, total)
+        for developer_id in developer_ids:
+            offset = sum(r.entries for r in reports)
+            report = audit_chain.verify_chain(ledger, developer_id, checkpoint=checkpoint,
+                                              progress=tally.after(offset) if bar else None)
+            reports.append(report)
+        tally.finish()
 
 
 def _developer_of_checkpoint(ledger: Ledger, note_text: str) -> str:
@@ -234,11 +234,13 @@ def audit_verify(ledger: Ledger, developer_id: str | None, against: str | None, 
             text = Path(against).read_text(encoding="utf-8", errors="replace")  # not UTF-8: not a note
             current = developer_id or _developer_of_checkpoint(ledger, text)
             checkpoint = audit_checkpoints.verify_against(ledger, current, text, verifier_key)
-            reports.append(_verify_with_progress(ledger, current, checkpoint))
+            _verify_chains(ledger, [current], checkpoint, reports, as_json)
         else:
-            for current in [developer_id] if developer_id else audit_chain.chain_developers(ledger):
-                reports.append(_verify_with_progress(ledger, current, None))
+            chains = [developer_id] if developer_id else audit_chain.chain_developers(ledger)
+            _verify_chains(ledger, chains, None, reports, as_json)
     except (errors.ChainBroken, CheckpointInvalid) as exc:
+        if against is None:
+            current = chains[len(reports)]  # the chain that failed: the one after those that passed
         if as_json:
             echo_json(failure_json(exc, developerId=current, chains=[r.to_dict() for r in reports]))
         where = f" (developer {current})" if current is not None else ""

@@ -121,9 +121,11 @@ def bundles_sync(ledger: Ledger, log: Path, bundle_id: str, as_json: bool) -> No
 
     Exits 1 when any entry was rejected (the valid prefix is imported all the same)."""
     from .. import bundles
+    from .progress import progress_bar
 
     entries = bundles.parse_entries(_read_log(log))
-    outcome = bundles.sync(ledger, None, bundle_id, entries)
+    with progress_bar("syncing the device log", as_json=as_json) as bar:
+        outcome = bundles.sync(ledger, None, bundle_id, entries, progress=bar)
     data = outcome.to_dict()
 
     def human() -> None:

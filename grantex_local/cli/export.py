@@ -37,14 +37,17 @@ if TYPE_CHECKING:
 def export_command(ledger: Ledger, out: str, force: bool, fmt: str, as_json: bool) -> None:
     """Write a signed, self-contained bundle of the ledger (no secrets) to directory OUT."""
     from ..export import bundle_file_count, export_bundle
+    from .progress import progress_bar
 
     if fmt == "parquet":
         from ..analysis.parquet import export_parquet  # pandas and pyarrow only on this path
 
-        written = export_parquet(ledger, out, force=force)
+        with progress_bar("exporting to parquet", as_json=as_json) as bar:
+            written = export_parquet(ledger, out, force=force, progress=bar)
         emit(as_json, written, lambda: click.echo(f"parquet export written to {written['path']}"))
         return
-    manifest = export_bundle(ledger, out, force=force)
+    with progress_bar("exporting", as_json=as_json) as bar:
+        manifest = export_bundle(ledger, out, force=force, progress=bar)
 
     def human() -> None:
         files = manifest["files"]
@@ -68,9 +71,11 @@ def verify_export(path: str, verifier_key: str | None, as_json: bool) -> None:
     """Check an export bundle (or a hosted-service audit export) offline; exit 1 naming what is wrong."""
     from ..audit.note import CheckpointInvalid
     from ..export import ExportInvalid, verify_bundle
+    from .progress import progress_bar
 
     try:
-        summary = verify_bundle(path, verifier_key=verifier_key)
+        with progress_bar("verifying the export", "rows", as_json=as_json) as bar:
+            summary = verify_bundle(path, verifier_key=verifier_key, progress=bar)
     except (ExportInvalid, errors.ChainBroken, CheckpointInvalid) as exc:
         if as_json:
             echo_json(failure_json(exc))

@@ -151,11 +151,15 @@ def demo(seed: int, force: bool, size: str | None, entries: int | None, months: 
     With --size, build the sample the notebooks and compliance checks are tested on, and print
     the seqs of its planted problems.
     """
+    from .progress import progress_bar
+
     if size is not None:
         from ..sample import generate, summary_lines
 
         path = ledger_path()
-        manifest = generate(path, seed=seed, months=months, size=size, entries=entries, force=force)
+        with progress_bar("building the sample") as bar:
+            manifest = generate(path, seed=seed, months=months, size=size, entries=entries, force=force,
+                                progress=bar)
         for line in summary_lines(manifest, path):
             click.echo(line)
         return
@@ -163,7 +167,9 @@ def demo(seed: int, force: bool, size: str | None, entries: int | None, months: 
         raise CliError("--entries needs --size (the short demo has a fixed shape)")
     from ..demo import run_demo
 
-    for line in run_demo(ledger_path(), seed=seed, force=force, program=this_program()):
+    with progress_bar("building the demo", "steps") as bar:
+        lines = run_demo(ledger_path(), seed=seed, force=force, program=this_program(), progress=bar)
+    for line in lines:
         click.echo(line)
 
 

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...progress import Progress, Tally
 from ..frames import Dataset
 from .anomalies import detect_anomalies
 from .base import (
@@ -127,21 +128,33 @@ def run_all(
     off_hours: tuple[int, int] = (22, 6),
     high_frequency_per_minute: int = 30,
     max_sync_gap: Any = "7d",
+    progress: Progress | None = None,
 ) -> list[CheckResult]:
     """Checks 1 to 12 in order. ``review_end`` (else ``ds.as_of``) is also the instant grant
-    hygiene and offline logs are judged at."""
-    anomalies = detect_anomalies(ds, off_hours=off_hours, high_frequency_per_minute=high_frequency_per_minute)
-    return [
-        check_integrity(ds),
-        check_provenance(ds),
-        check_scope(ds),
-        check_grant_window(ds, cache_window=cache_window),
-        check_after_revocation(ds, cache_window=cache_window),
-        revocation_latency(ds, cache_window=cache_window),
-        check_delegation(ds),
-        check_grant_hygiene(ds, max_ttl=max_ttl, unused_days=unused_days, as_of=review_end),
-        oversight_evidence(ds, anomalies=anomalies.evidence),
-        check_retention(ds, review_start=review_start, review_end=review_end),
+    hygiene and offline logs are judged at. ``progress`` is told the checks done, of 12 (the
+    anomaly detectors run first, since check 9 cites what they find)."""
+    tally = Tally(progress, len(CHECKS), step=1)
+
+    def counted(result: CheckResult) -> CheckResult:
+        tally.advance()
+        return result
+
+    anomalies = counted(
+        detect_anomalies(ds, off_hours=off_hours, high_frequency_per_minute=high_frequency_per_minute)
+    )
+    results = [  # evaluated in order: each check is counted as it ends
+        counted(check_integrity(ds)),
+        counted(check_provenance(ds)),
+        counted(check_scope(ds)),
+        counted(check_grant_window(ds, cache_window=cache_window)),
+        counted(check_after_revocation(ds, cache_window=cache_window)),
+        counted(revocation_latency(ds, cache_window=cache_window)),
+        counted(check_delegation(ds)),
+        counted(check_grant_hygiene(ds, max_ttl=max_ttl, unused_days=unused_days, as_of=review_end)),
+        counted(oversight_evidence(ds, anomalies=anomalies.evidence)),
+        counted(check_retention(ds, review_start=review_start, review_end=review_end)),
         anomalies,
-        check_offline_logs(ds, max_sync_gap=max_sync_gap, as_of=review_end),
+        counted(check_offline_logs(ds, max_sync_gap=max_sync_gap, as_of=review_end)),
     ]
+    tally.finish()
+    return results
