@@ -165,6 +165,24 @@ def test_partitions_are_hive_paths_that_decode_to_each_developer_and_month(
     assert {m for _, m in seen} == set(MONTHS)
 
 
+def test_a_missing_amount_is_null_on_disk_not_nan(exported: tuple[Path, Path]) -> None:
+    """Engines (DuckDB, Spark) count a NaN in COUNT(amount) and compare it as a number: an entry
+    with no amount must be a null cell, and one with an amount its value."""
+    ledger, out = exported
+    table = pads.dataset(out / "audit", format="parquet", partitioning="hive").to_table(columns=["amount"])
+    amounts = table.column("amount")
+    conn = sqlite3.connect(ledger)
+    try:
+        query = ("SELECT count(*) FROM audit_entries "
+                 "WHERE json_extract(preimage, '$.metadata.amount') IS NOT NULL")
+        with_amount = conn.execute(query).fetchone()[0]
+    finally:
+        conn.close()
+    assert 0 < with_amount < len(amounts)
+    assert amounts.null_count == len(amounts) - with_amount
+    assert not any(v != v for v in amounts.drop_null().to_pylist())  # no NaN among the values
+
+
 def test_the_signed_manifest_lists_every_file_with_hash_size_and_rows(exported: tuple[Path, Path]) -> None:
     ledger, out = exported
     manifest = manifest_of(out)

@@ -198,7 +198,10 @@ def _audit_chunk_table(rows: list[tuple[Any, ...]]) -> pa.Table:
         elif name == "scope":
             arrays.append(pa.array(scopes, type=pa.string()))
         elif name == "amount":
-            arrays.append(pa.array(np.asarray(amounts, dtype=np.float64), type=pa.float64()))
+            # a missing amount is NaN in pandas but must be null on disk: engines count and
+            # compare NaN as a number (DuckDB and Spark both count it in COUNT(amount))
+            values = np.asarray(amounts, dtype=np.float64)
+            arrays.append(pa.array(values, type=pa.float64(), from_pandas=True))
         elif name == "metadata":
             arrays.append(pa.array([_json_text(m) for m in columns["metadata"]], type=pa.string()))
         elif kind == "time":
