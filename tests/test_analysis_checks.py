@@ -403,6 +403,21 @@ def test_provenance_sandbox_consent_and_orphan_grants(dirty: tuple[Story, Datase
     assert {story.seqs["ok_payment"], story.seqs["amount_over"]} <= cited(missing)
 
 
+def test_provenance_counts_actions_per_chain_not_seq_numbers(dirty: tuple[Story, Dataset]) -> None:
+    """Seqs count per developer's chain, so the same seq in two chains is two actions."""
+    story, ds = dirty
+    orphaned = ds.grants.loc[ds.grants["grant_id"] != story.ids["g_pay"]]
+    pay = ds.audit.loc[
+        (ds.audit["grant_id"] == story.ids["g_pay"]) & ~ds.audit["action"].str.startswith("grantex.")
+    ]
+    twin = pay.assign(developer_id="dev_twin")  # the same seqs, in a second chain
+    audit = pd.concat([ds.audit, twin], ignore_index=True)
+    result = check_provenance(dataclasses.replace(ds, grants=orphaned, audit=audit))
+    flagged = result.evidence[["developer_id", "seq"]].drop_duplicates()
+    assert len(flagged) >= 2 * len(pay) > 0
+    assert result.summary.startswith(f"{len(flagged)} of ")
+
+
 def test_delegation_rules(dirty: tuple[Story, Dataset]) -> None:
     """The library refuses to delegate wider, longer or deeper, so the grants are edited."""
     from grantex_local.analysis import check_delegation

@@ -194,7 +194,9 @@ def check_provenance(ds: Dataset, *, consent_kinds: Sequence[str] = ("human", "p
         )
     else:
         summary = (
-            f"{evidence['seq'].nunique()} of {len(acts)} actions do not trace to consent: "
+            # an action is a (chain, seq): equal seqs in two developers' chains are two actions
+            f"{len(evidence[['developer_id', 'seq']].drop_duplicates())} of {len(acts)} actions "
+            "do not trace to consent: "
             + _listing(metrics["problems"])
         )
     return _result(ds, 2, evidence.empty, summary, evidence, metrics)
