@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .audit import peak_rss_mb
+from .audit import peak_rss_mb, rss_mb
 from .common import Row
 
 MB = 1024 * 1024
@@ -42,15 +42,6 @@ def build_ledger(path: Path, entries: int) -> dict[str, Any]:
     from grantex_local.sample import generate
 
     return generate(path, size="large", entries=entries, force=True)
-
-
-def _rss_mb() -> float:
-    """This process's resident memory now (VmRSS)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _child(mode: str, path: Path, review: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -66,12 +57,12 @@ def _ours(path: str, review: dict[str, Any]) -> dict[str, Any]:
 
     from grantex_local.analysis import load, run_all
 
-    baseline = _rss_mb()
+    baseline = rss_mb()
     start = time.perf_counter()
     ds = load(path, as_of=review.pop("as_of", None))
     load_seconds = time.perf_counter() - start
     load_peak = peak_rss_mb()
-    resident = _rss_mb()
+    resident = rss_mb()
     one_copy = float(ds.audit.memory_usage(deep=True).sum()) / MB
     if "off_hours" in review:
         review["off_hours"] = tuple(review["off_hours"])
@@ -90,7 +81,7 @@ def _floor(path: str) -> dict[str, Any]:
 
     import pandas as pd
 
-    baseline = _rss_mb()
+    baseline = rss_mb()
     conn = sqlite3.connect(path)
     start = time.perf_counter()
     frame = pd.read_sql_query("SELECT seq, preimage, hash FROM audit_entries", conn)

@@ -134,6 +134,15 @@ def build_ledger(path: Path, n: int) -> None:
     gx.close()
 
 
+def rss_mb() -> float:
+    """This process's resident memory now (VmRSS): the baseline a peak is compared with."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory since exec (VmHWM).
 

@@ -53,7 +53,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .audit import peak_rss_mb
+from .audit import peak_rss_mb, rss_mb
 from .common import Row
 
 BUILDER_VERSION = 1
@@ -198,18 +198,10 @@ def cached_ledger(cache: Path, entries: int) -> tuple[Path, float, dict[str, Any
 # ── the measured children ────────────────────────────────────────────────────
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _ours(ledger: str, out: str) -> dict[str, Any]:
     from grantex_local.analysis.parquet import export_parquet
 
-    baseline = _rss_mb()
+    baseline = rss_mb()
     start = time.perf_counter()
     manifest = export_parquet(ledger, out)
     seconds = time.perf_counter() - start
@@ -237,7 +229,7 @@ def _floor(ledger: str, out: str) -> dict[str, Any]:
     names = ["seq", "hash", "id", "agent_id", "agent_did", "grant_id", "principal_id", "developer_id",
              "action", "timestamp", "prev_hash", "status", "metadata", "preimage"]
     schema = pa.schema([pa.field(n, pa.int64() if n == "seq" else pa.string()) for n in names])
-    baseline = _rss_mb()
+    baseline = rss_mb()
     start = time.perf_counter()
     conn = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)
     cursor = conn.execute(AUDIT_SQL.format(extra=", preimage", where=""))

@@ -52,7 +52,7 @@ from .audit import checkpoints, note
 from .audit.chain import ChainReport, verify_rows
 from .audit.hashing import canonical_json, preimage_text
 from .audit.note import CheckpointInvalid
-from .audit.trail import NOT_UTF8, entry_from_row
+from .audit.trail import NOT_UTF8, count_entries, entry_from_row
 from .clock import iso
 from .errors import ChainBroken, InvalidInput
 from .progress import Progress, Tally
@@ -422,10 +422,8 @@ def _write_bundle(ledger: Ledger, directory: Path, key_text: str,
     """Every data file, from one read snapshot; returns the manifest (not yet written or signed)."""
     counts: dict[str, int] = {}
     with ledger.read():
-        total = None
-        if progress is not None:  # the count costs a scan of the index: only when someone watches
-            total = int(ledger.query("SELECT count(*) FROM audit_entries")[0][0])
-        tally = Tally(progress, total)
+        # the count costs a scan of the index: only when someone watches
+        tally = Tally(progress, count_entries(ledger) if progress is not None else None)
         created_at = iso(ledger.now())
         ledger_id, issuer = ledger.setting("ledger_id"), ledger.issuer
         jwks = keys.jwks(ledger, include_all=True)

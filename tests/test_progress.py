@@ -278,9 +278,7 @@ def test_parquet_export_and_load_report_progress(ledger_copy: Path, tmp_path: Pa
     written.check(ENTRIES)
     loaded = Calls()
     assert len(load(tmp_path / "p", progress=loaded).audit) == ENTRIES
-    assert loaded.calls and loaded.calls[-1][0] == loaded.calls[-1][1], loaded.calls
-    done = [d for d, _ in loaded.calls]
-    assert done == sorted(done) and len(done) <= MOST_CALLS
+    loaded.check(ENTRIES)  # each entry read and verified in one pass
 
 
 def test_anomaly_detection_reports_progress(ledger_copy: Path) -> None:
@@ -305,6 +303,16 @@ def test_a_tally_never_goes_back_never_passes_the_total_and_ends_there() -> None
     silent.advance(20)
     silent.finish()
     assert silent.done == 10
+
+
+def test_the_notebook_line_shows_count_rate_and_what_is_left_then_the_time_taken() -> None:
+    from grantex_local.analysis.notebook import progress_text
+
+    running = progress_text("loading", 1_000, 4_000, 2.0, width=8)
+    assert running == "loading [##      ] 1,000/4,000, 500/s, 6 s left"
+    done = progress_text("loading", 4_000, 4_000, 8.0, width=8)
+    assert done == "loading [########] 4,000/4,000, 500/s, in 8 s"
+    assert progress_text("checks", 7, None, 0.0) == "checks 7, 0/s"
 
 
 def test_bundle_sync_reports_the_entries_checked_and_draws_a_bar(tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ from .checks import (
 from .findings import findings, write_findings
 from .frames import SCHEMAS, Dataset, Integrity
 from .load import load
+from .notebook import progress_line
 from .parquet import export_parquet
 
 __all__ = [
@@ -82,6 +83,7 @@ __all__ = [
     "findings",
     "load",
     "oversight_evidence",
+    "progress_line",
     "revocation_latency",
     "run_all",
     "write_findings",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..anomalies import SEVERITIES, DetectResult, Finding, store
+from ..audit.trail import count_entries
 from ..progress import Progress, Tally
 from .checks import detect_anomalies
 from .frames import Dataset
@@ -43,11 +44,9 @@ def detect(ledger: Ledger, developer_id: str, progress: Progress | None = None) 
     ``progress`` is told audit entries: loading verifies and reads each one (two units, see
     :func:`.load.load`) and the detectors judge each one (the third, counted when they end).
     """
-    if progress is None:
-        return store(ledger, developer_id, findings(load(ledger), developer_id))
-    entries = int(ledger.query("SELECT count(*) FROM audit_entries")[0][0])
+    entries = count_entries(ledger) if progress is not None else 0  # a count only when watched
     tally = Tally(progress, 3 * entries)
-    ds = load(ledger, progress=lambda done, _total: tally.reach(done))
+    ds = load(ledger, progress=(lambda done, _total: tally.reach(done)) if progress is not None else None)
     tally.reach(2 * entries)
     found = findings(ds, developer_id)
     tally.finish()

@@ -52,7 +52,7 @@ from ..clock import iso
 from ..errors import ChainBroken, InvalidInput, LedgerCorrupt
 from ..export import MANIFEST, SIGNATURE, ExportInvalid, file_sha256, write_signed_export
 from ..founding import Ledger
-from ..progress import Progress
+from ..progress import Progress, Tally
 from .frames import (
     AUDIT_SQL,
     CHUNK_ROWS,
@@ -235,10 +235,9 @@ class _ChainFeed:
     are held, then converted and written, so at most one chunk of rows exists as Python objects.
     """
 
-    def __init__(self, parts: PartWriter, total: int, progress: Progress | None) -> None:
+    def __init__(self, parts: PartWriter, tally: Tally) -> None:
         self.parts = parts
-        self.total = total
-        self.progress = progress
+        self.tally = tally
         self.buffer: list[tuple[Any, ...]] = []
         self.developer_id = ""
 
@@ -255,8 +254,7 @@ class _ChainFeed:
             chunk = _audit_chunk_table(self.buffer).drop_columns(list(PARTITION_COLUMNS[:1]))
             self.buffer = []
             self.parts.add(self.developer_id, chunk)
-            if self.progress is not None:
-                self.progress(self.parts.rows + self.parts.pending_rows, self.total)
+            self.tally.reach(self.parts.rows + self.parts.pending_rows)
 
 
 def _write_audit(
@@ -273,7 +271,8 @@ def _write_audit(
     total = int(conn.execute("SELECT count(*) FROM audit_entries").fetchone()[0])
     sql = AUDIT_SQL.format(extra=", preimage", where=" WHERE developer_id = ?")
     parts = PartWriter(directory, _schema("audit", with_preimage=True, partitioned=True))
-    feed = _ChainFeed(parts, total, progress)
+    tally = Tally(progress, total)
+    feed = _ChainFeed(parts, tally)
     try:
         for developer_id in developers:
             notes = [
@@ -301,8 +300,7 @@ def _write_audit(
             reports.append(report.to_dict())
     finally:
         parts.close()
-    if progress is not None:
-        progress(parts.rows, max(total, parts.rows))
+    tally.finish()
     return parts.rows, reports, parts.files
 
 
@@ -744,13 +742,10 @@ def verify_parquet(
     chains = [(d, parts) for d, parts in _chains(checked.parts) if d not in unreadable]
     total = sum(p.rows for _, parts in chains for p in parts)
     results: dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]] = {}
-    done = 0
+    tally = Tally(progress, total)
 
     def seen(part: Part, batch: pa.RecordBatch) -> None:
-        nonlocal done
-        done += batch.num_rows
-        if progress is not None:
-            progress(done, total)
+        tally.advance(batch.num_rows)
 
     if workers == 1 or len(chains) < 2:
         for developer_id, parts in chains:
@@ -769,9 +764,8 @@ def verify_parquet(
             }
             for developer_id, parts in chains:
                 results[developer_id] = futures[developer_id].result()
-                done += sum(p.rows for p in parts)
-                if progress is not None:
-                    progress(done, total)
+                tally.advance(sum(p.rows for p in parts))
+    tally.finish()
     reports: dict[str, dict[str, Any]] = {}
     for developer_id, (report, found) in results.items():
         if report is not None:
@@ -818,16 +812,13 @@ def load_parquet(path: Path, verifier_key: str | None, *, progress: Progress | N
     pieces: list[pa.Table] = []
     reports: dict[str, dict[str, Any]] = {}
     columns = [*[name for name, _ in SCHEMAS["audit"] if name not in PARTITION_COLUMNS], "preimage"]
-    done = 0
+    tally = Tally(progress, total)
     for developer_id, parts in _chains(checked.parts):
         batches: list[pa.RecordBatch] = []
 
         def seen(part: Part, batch: pa.RecordBatch, into: list[pa.RecordBatch] = batches) -> None:
-            nonlocal done
             into.append(batch.drop_columns(["preimage"]))
-            done += batch.num_rows
-            if progress is not None:
-                progress(done, total)
+            tally.advance(batch.num_rows)
 
         report, found = _walk_chain(
             directory, developer_id, parts, stored.get(developer_id, []), columns, seen
@@ -841,6 +832,7 @@ def load_parquet(path: Path, verifier_key: str | None, *, progress: Progress | N
             pieces.append(
                 table.append_column("developer_id", pa.repeat(pa.scalar(developer_id), table.num_rows))
             )
+    tally.finish()
     audit = pa.concat_tables(pieces) if pieces else pa.table({})
     frames["audit"] = arrow_to_frame(audit, "audit") if pieces else tidy({}, "audit")
     integrity = _integrity(checked, problems, reports, stored, verifier_key)
@@ -861,23 +853,14 @@ def _created(manifest: dict[str, Any]) -> pd.Timestamp | None:
 
 def _load_v1(directory: Path, verifier_key: str | None, progress: Progress | None) -> Loaded:
     """A version 1 export: every table, the audit table too, one file."""
-    frames = {}
-    for table in SCHEMAS:
-        file = directory / f"{table}.parquet"
-        if not file.is_file():
-            frames[table] = tidy({}, table)
-            continue
-        names = [name for name, _ in SCHEMAS[table]]
-        available = set(pq.read_schema(file).names)
-        frames[table] = arrow_to_frame(
-            pq.read_table(file, columns=[n for n in names if n in available]), table
-        )
-        if table == "audit" and not set(OFFLINE_COLUMNS) <= available:  # written before they were stored
-            for name, values in offline_frame(frames[table]["metadata"]).items():
-                frames[table][name] = values
+    frames = {table: _read_table(directory, table) for table in SCHEMAS}
+    audit_file = directory / AUDIT_FILE
+    if audit_file.is_file() and not set(OFFLINE_COLUMNS) <= set(pq.read_schema(audit_file).names):
+        # written before the offline origin was stored: derived from the metadata, as loading did
+        for name, values in offline_frame(frames["audit"]["metadata"]).items():
+            frames["audit"][name] = values
     integrity = verify_parquet(directory, verifier_key, frames["checkpoints"])
-    if progress is not None:
-        progress(len(frames["audit"]), len(frames["audit"]))
+    Tally(progress, len(frames["audit"])).finish()
     manifest = (_read_manifest(directory) or (b"", {}))[1]
     return frames, *_settings(manifest), integrity, _created(manifest)
 

@@ -20,6 +20,7 @@ import pandas as pd
 from ..audit import chain as audit_chain
 from ..audit import checkpoints as audit_checkpoints
 from ..audit.note import CheckpointInvalid
+from ..audit.trail import count_entries
 from ..errors import ChainBroken
 from ..founding import Ledger
 from ..ledger import DEFAULT_ISSUER, SETTINGS_DEFAULTS
@@ -222,7 +223,7 @@ def load_ledger(path: Path, verifier_key: str | None, progress: Progress | None 
     ``progress`` is told the audit entries verified, then those read: twice the entries in all.
     """
     with Ledger(path, create=False) as ledger:
-        entries = int(ledger.query("SELECT count(*) FROM audit_entries")[0][0]) if progress else 0
+        entries = count_entries(ledger) if progress else 0
         tally = Tally(progress, 2 * entries)
         integrity = verify_ledger(ledger, verifier_key, tally)
         conn = readonly_connection(ledger.path)
