@@ -1,0 +1,380 @@
+"""SQL engines the checks run on: DuckDB (embedded, out of core) and Spark (a cluster, or local).
+
+SPIKE for issue 17 item 2 (branch wip17-engines): not the final API.
+
+Why an engine layer: a check defined once in SQL must run unchanged where the audit table lives,
+in DuckDB on a laptop (a parquet export never becomes a pandas frame; DuckDB spills to disk past
+its memory limit) or in Spark where a larger organisation keeps it. An engine does three things
+only: register a table (an Arrow table, a pandas frame, or a hive-partitioned parquet dataset),
+run one SQL text, and hand the result back as pandas with the same dtypes whichever engine ran
+it (UTC ``datetime64[ns]`` instants, ``Int64`` for whole numbers that can be missing), so the
+Python that formats a check's evidence is shared.
+
+Both engines are driven through Arrow, never through their own pandas conversion: PySpark 4
+warns that it does not support pandas 3, and Arrow keeps types exact (a missing integer stays
+missing, not NaN). Spark's session time zone is set to UTC so ``timestamp`` means an instant in
+both engines; instants given to a query come in as a registered one-row table, not as literals
+(the two dialects spell a zoned timestamp literal differently).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from ..errors import InvalidInput
+from ..export import ExportInvalid
+from .frames import SCHEMAS, TIME, Dataset, Integrity, derive_grants, empty_frame, to_utc
+from .parquet import PART_SCHEMA, _check_manifest, _created, _read_table, _settings, frame_to_arrow
+from .partitions import AUDIT_DIR, PARTITION_COLUMNS
+
+SPARK_MASTER = "local[2]"
+DEFAULT_MEMORY_CAP = 1 << 30
+"""DuckDB's memory limit unless told otherwise: a quarter of the machine's memory, at most 1 GiB.
+DuckDB's own default (80 % of RAM) is for a dedicated box; an auditor's laptop runs a notebook
+beside it, and the acceptance bar is 2 GB peak for load + all checks whatever the ledger's size."""
+
+AUDIT_COLUMNS = tuple(name for name, _ in SCHEMAS["audit"])
+"""What the ``audit`` table of an engine holds, whatever the source (no preimage: the chain is
+verified by the library's own verifier, not by SQL)."""
+
+
+def machine_memory() -> int:
+    """Physical memory in bytes (0 when the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def default_memory_limit() -> int:
+    total = machine_memory()
+    return min(DEFAULT_MEMORY_CAP, total // 4) if total else DEFAULT_MEMORY_CAP
+
+
+# ── result normalisation, shared by both engines ─────────────────────────────
+
+
+def arrow_to_pandas(table: pa.Table) -> pd.DataFrame:
+    """An engine's Arrow result as pandas, with one dtype per Arrow type whichever engine made it."""
+    out: dict[str, pd.Series] = {}
+    for name, values in zip(table.column_names, table.columns, strict=True):
+        kind = values.type
+        if pa.types.is_timestamp(kind):
+            stamps = values.cast(pa.timestamp("us", tz="UTC") if kind.tz else pa.timestamp("us"))
+            series = stamps.to_pandas()
+            series = series.dt.tz_localize("UTC") if series.dt.tz is None else series.dt.tz_convert("UTC")
+            out[name] = series.astype(TIME)
+        elif pa.types.is_integer(kind):
+            out[name] = values.cast(pa.int64()).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        elif pa.types.is_decimal(kind):  # DuckDB's SUM of integers is a HUGEINT → decimal128
+            out[name] = values.cast(pa.float64()).to_pandas()
+        elif pa.types.is_null(kind):
+            out[name] = pd.Series([None] * len(values), dtype=object)
+        else:
+            out[name] = values.to_pandas()
+    return pd.DataFrame(out, columns=table.column_names)
+
+
+def _arrow_params(values: dict[str, Any]) -> pa.Table:
+    """A one-row table of query parameters: instants as UTC microseconds, numbers as float64."""
+    arrays, names = [], []
+    for name, value in values.items():
+        names.append(name)
+        if isinstance(value, pd.Timestamp):
+            arrays.append(pa.array([value.as_unit("us").to_pydatetime()], type=pa.timestamp("us", tz="UTC")))
+        elif value is None:
+            arrays.append(pa.array([None], type=pa.timestamp("us", tz="UTC")))
+        elif isinstance(value, bool):
+            arrays.append(pa.array([value], type=pa.bool_()))
+        elif isinstance(value, int | float):
+            arrays.append(pa.array([float(value)], type=pa.float64()))
+        else:
+            arrays.append(pa.array([str(value)], type=pa.string()))
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _spark_safe(table: pa.Table) -> pa.Table:
+    """Microsecond instants and no null-typed columns: what Spark's Arrow reader accepts."""
+    fields = []
+    for f in table.schema:
+        kind = f.type
+        if pa.types.is_timestamp(kind):
+            kind = pa.timestamp("us", tz="UTC")
+        elif pa.types.is_null(kind):
+            kind = pa.string()
+        elif pa.types.is_large_string(kind):
+            kind = pa.string()
+        fields.append(pa.field(f.name, kind))
+    return table.cast(pa.schema(fields), safe=False)
+
+
+# ── the engines ──────────────────────────────────────────────────────────────
+
+
+class Engine(ABC):
+    """Register tables, run SQL, get pandas back."""
+
+    name: str
+
+    @abstractmethod
+    def register_arrow(self, name: str, table: pa.Table) -> None:
+        """Make ``table`` queryable as ``name`` (replacing an earlier one)."""
+
+    @abstractmethod
+    def register_parquet(self, name: str, root: Path, schema: pa.Schema) -> None:
+        """A hive-partitioned parquet dataset under ``root`` as ``name``; ``schema`` holds the
+        file columns and the partition columns (text), so no engine guesses types from paths."""
+
+    @abstractmethod
+    def arrow(self, sql: str) -> pa.Table:
+        """Run one SQL text; the whole result as Arrow."""
+
+    @abstractmethod
+    def execute(self, sql: str) -> None:
+        """Run a statement (a view's DDL) for its effect."""
+
+    def sql(self, sql: str) -> pd.DataFrame:
+        return arrow_to_pandas(self.arrow(sql))
+
+    def define_audit(self) -> None:
+        """The ``audit`` view the checks read, over ``audit_source`` however that was registered:
+        the columns of :data:`AUDIT_COLUMNS`, a missing amount as NULL (the parquet export and a
+        pandas frame hold NaN, which both engines' COUNT counts and Spark sorts above every number)."""
+        columns = ", ".join(
+            "CASE WHEN isnan(amount) THEN NULL ELSE amount END AS amount" if c == "amount" else c
+            for c in AUDIT_COLUMNS
+        )
+        self.execute(f"CREATE OR REPLACE TEMPORARY VIEW audit AS SELECT {columns} FROM audit_source")
+
+    def register_frame(self, name: str, frame: pd.DataFrame, table: str | None = None) -> None:
+        """A pandas frame as ``name``; ``table`` (a :data:`SCHEMAS` name) gives the exact types,
+        JSON columns as text, else Arrow infers them."""
+        data = frame_to_arrow(frame, table) if table is not None else pa.Table.from_pandas(
+            frame, preserve_index=False
+        )
+        self.register_arrow(name, data)
+
+    def register_params(self, name: str, values: dict[str, Any]) -> None:
+        self.register_arrow(name, _arrow_params(values))
+
+    def close(self) -> None:  # noqa: B027 - engines without resources need nothing
+        """Release what the engine holds (its temp directory, a session it made)."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DuckDBEngine(Engine):
+    """Embedded DuckDB with a memory limit from the machine and a temp directory to spill to."""
+
+    name = "duckdb"
+
+    def __init__(
+        self,
+        *,
+        memory_limit: int | str | None = None,
+        temp_directory: str | os.PathLike[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        try:
+            import duckdb
+        except ImportError:  # pragma: no cover - duckdb is a dependency of the analysis extra
+            raise InvalidInput("the DuckDB engine needs duckdb: pip install duckdb") from None
+        self._own_temp = temp_directory is None
+        self.temp_directory = Path(temp_directory or tempfile.mkdtemp(prefix="grantex-duckdb-"))
+        limit = memory_limit if memory_limit is not None else default_memory_limit()
+        self.memory_limit = f"{limit // (1 << 20)}MB" if isinstance(limit, int) else str(limit)
+        config: dict[str, Any] = {
+            "memory_limit": self.memory_limit,
+            "temp_directory": str(self.temp_directory),
+            "preserve_insertion_order": False,  # lets big scans and window sorts spill
+        }
+        if threads is not None:
+            config["threads"] = threads
+        self.con = duckdb.connect(":memory:", config=config)
+        self.con.execute("SET TimeZone = 'UTC'")
+        self._held: dict[str, Any] = {}
+
+    def register_arrow(self, name: str, table: pa.Table) -> None:
+        self.con.execute(f"DROP VIEW IF EXISTS {name}")
+        self._held[name] = table  # DuckDB scans it in place: keep it alive
+        self.con.register(name, table)
+
+    def execute(self, sql: str) -> None:
+        self.con.execute(sql)
+
+    def register_parquet(self, name: str, root: Path, schema: pa.Schema) -> None:
+        if self._held.pop(name, None) is not None:  # a registered object would shadow the view
+            self.con.unregister(name)
+        pattern = str(root / "**" / "*.parquet").replace("'", "''")
+        hive = ", ".join(f"'{c}': VARCHAR" for c in PARTITION_COLUMNS)
+        self.con.execute(
+            f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{pattern}', "
+            f"hive_partitioning = true, hive_types = {{{hive}}})"
+        )
+
+    def arrow(self, sql: str) -> pa.Table:
+        result = self.con.sql(sql).to_arrow_table()
+        return result if isinstance(result, pa.Table) else pa.table(result)
+
+    def close(self) -> None:
+        self.con.close()
+        self._held.clear()
+        if self._own_temp:
+            shutil.rmtree(self.temp_directory, ignore_errors=True)
+
+
+class SparkEngine(Engine):
+    """A SparkSession given by the caller, or a ``local[2]`` one made (and stopped) here."""
+
+    name = "spark"
+
+    def __init__(self, session: Any = None, *, master: str = SPARK_MASTER, driver_memory: str = "1g") -> None:
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError:
+            raise InvalidInput("the Spark engine needs pyspark: pip install 'grantex-local[spark]'") from None
+        self._own = session is None
+        if session is None:
+            session = (
+                SparkSession.builder.master(master)
+                .appName("grantex-local")
+                .config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
+                .config("spark.sql.shuffle.partitions", "4")
+                .config("spark.driver.memory", driver_memory)
+                .config("spark.sql.session.timeZone", "UTC")
+                .getOrCreate()
+            )
+            session.sparkContext.setLogLevel("ERROR")
+        session.conf.set("spark.sql.session.timeZone", "UTC")
+        self.spark = session
+
+    def register_arrow(self, name: str, table: pa.Table) -> None:
+        self.spark.createDataFrame(_spark_safe(table)).createOrReplaceTempView(name)
+
+    def execute(self, sql: str) -> None:
+        self.spark.sql(sql)
+
+    def register_parquet(self, name: str, root: Path, schema: pa.Schema) -> None:
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        spark_schema = from_arrow_schema(_spark_safe(schema.empty_table()).schema)
+        frame = self.spark.read.schema(spark_schema).option("basePath", str(root)).parquet(str(root))
+        frame.createOrReplaceTempView(name)
+
+    def arrow(self, sql: str) -> pa.Table:
+        result: pa.Table = self.spark.sql(sql).toArrow()
+        return result
+
+    def close(self) -> None:
+        if self._own:
+            self.spark.stop()
+
+
+def open_engine(engine: Any = "duckdb", **options: Any) -> Engine:
+    """``"duckdb"`` (the default), ``"spark"`` (a ``local[2]`` session), a SparkSession, or an
+    :class:`Engine` already open."""
+    if isinstance(engine, Engine):
+        return engine
+    if engine == "duckdb" or engine is None:
+        return DuckDBEngine(**options)
+    if engine == "spark":
+        return SparkEngine(**options)
+    if type(engine).__name__ == "SparkSession":
+        return SparkEngine(engine, **options)
+    raise InvalidInput(f"{engine!r} is not an engine: use 'duckdb', 'spark' or a SparkSession")
+
+
+# ── a dataset whose audit table lives in an engine ───────────────────────────
+
+
+@dataclass
+class EngineDataset:
+    """The small tables as pandas (a :class:`Dataset` with an empty ``audit`` frame, so the Python
+    that formats a check's result reads them as today) and the audit table as the engine's
+    ``audit`` view, never a pandas frame."""
+
+    engine: Engine
+    ds: Dataset
+
+    @property
+    def kind(self) -> str:
+        return self.ds.kind
+
+    @property
+    def path(self) -> str:
+        return self.ds.path
+
+    @property
+    def as_of(self) -> pd.Timestamp:
+        return self.ds.as_of
+
+    @property
+    def grants(self) -> pd.DataFrame:
+        return self.ds.grants
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.ds.settings
+
+
+def _small(frames: dict[str, pd.DataFrame], engine: Engine) -> None:
+    """The small tables, also visible to SQL (JSON columns as text)."""
+    for table, frame in frames.items():
+        if table != "audit":
+            engine.register_frame(table, frame, table)
+
+
+def from_dataset(engine: Engine, ds: Dataset) -> EngineDataset:
+    """A loaded :class:`Dataset` (a ledger file or bundle: small data) in an engine: its audit
+    frame goes over as Arrow (metadata as JSON text), the small tables as they are."""
+    engine.register_frame("audit_source", ds.audit, "audit")
+    engine.define_audit()
+    _small({name: frame for name, frame in ds.frames().items() if name != "grants"}, engine)
+    engine.register_frame("grants", ds.grants[[n for n, _ in SCHEMAS["grants"]]], "grants")
+    return EngineDataset(engine, ds)
+
+
+def from_parquet(engine: Engine, directory: str | os.PathLike[str], *, as_of: Any = None,
+                 verifier_key: str | None = None) -> EngineDataset:
+    """A version 2 parquet export in an engine, the audit parts scanned where they lie.
+
+    The manifest is checked first (signature, every file's hash and size, nothing missing or
+    unlisted, column types): ExportInvalid naming the file, never a partial review. The chains
+    are NOT walked here (spike): that is the streaming verifier's job (issue 17 item 3)."""
+    root = Path(directory)
+    checked = _check_manifest(root, verifier_key)
+    refused = checked.refused()
+    if refused:
+        raise ExportInvalid(refused[0]["file"], f"{refused[0]['message']}; the export cannot be reviewed")
+    if checked.version < 2:
+        raise InvalidInput(f"{root} is a version 1 parquet export: export the ledger again")
+    frames = {table: _read_table(root, table) for table in SCHEMAS if table != "audit"}
+    (settings,) = _settings(checked.manifest)
+    created = _created(checked.manifest)
+    when = to_utc(as_of) if as_of is not None else (created or pd.Timestamp.now(tz="UTC")).as_unit("ns")
+    frames["grants"] = derive_grants(frames["grants"], frames["auth_requests"], when)
+    schema = PART_SCHEMA.remove(PART_SCHEMA.get_field_index("preimage"))
+    for column in PARTITION_COLUMNS:
+        schema = schema.append(pa.field(column, pa.string()))
+    engine.register_parquet("audit_source", root / AUDIT_DIR, schema)
+    engine.define_audit()
+    _small({name: frame for name, frame in frames.items() if name != "grants"}, engine)
+    engine.register_frame("grants", frames["grants"][[n for n, _ in SCHEMAS["grants"]]], "grants")
+    integrity = Integrity(valid=not checked.problems, method="manifest (chains not walked: spike)")
+    ds = Dataset(**frames, audit=empty_frame("audit"), kind="parquet", path=str(root), settings=settings,
+                 integrity=integrity, as_of=when)
+    return EngineDataset(engine, ds)
