@@ -1,7 +1,5 @@
 """SQL engines the checks run on: DuckDB (embedded, out of core) and Spark (a cluster, or local).
 
-SPIKE for issue 17 item 2 (branch wip17-engines): not the final API.
-
 Why an engine layer: a check defined once in SQL must run unchanged where the audit table lives,
 in DuckDB on a laptop (a parquet export never becomes a pandas frame; DuckDB spills to disk past
 its memory limit) or in Spark where a larger organisation keeps it. An engine does three things
@@ -23,7 +21,9 @@ import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,18 @@ import pyarrow as pa
 
 from ..errors import InvalidInput
 from ..export import ExportInvalid
+from ..progress import Progress
 from .frames import SCHEMAS, TIME, Dataset, Integrity, derive_grants, empty_frame, to_utc
-from .parquet import PART_SCHEMA, _check_manifest, _created, _read_table, _settings, frame_to_arrow
+from .parquet import (
+    PART_SCHEMA,
+    check_manifest,
+    frame_to_arrow,
+    layout_version,
+    manifest_created,
+    manifest_settings,
+    read_table,
+    verify_parquet,
+)
 from .partitions import AUDIT_DIR, PARTITION_COLUMNS
 
 SPARK_MASTER = "local[2]"
@@ -246,6 +256,8 @@ class SparkEngine(Engine):
             from pyspark.sql import SparkSession
         except ImportError:
             raise InvalidInput("the Spark engine needs pyspark: pip install 'grantex-local[spark]'") from None
+        if session is None:  # a session already running in this process is used, not replaced
+            session = SparkSession.getActiveSession()
         self._own = session is None
         if session is None:
             session = (
@@ -300,15 +312,114 @@ def open_engine(engine: Any = "duckdb", **options: Any) -> Engine:
 
 # ── a dataset whose audit table lives in an engine ───────────────────────────
 
+AUDIT_FRAME_LIMIT = 2_000_000
+"""The most audit entries :meth:`AuditTable.to_pandas` turns into one pandas frame unless told
+otherwise: about 2.6 GB of pandas, past what a laptop running a notebook can spare."""
+
+
+class AuditTable:
+    """The audit log where the engine holds it: counted, sampled and queried there, and turned
+    into a pandas frame only on request (a ten-million-entry log is 20 GB of pandas)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def count(self) -> int:
+        return int(self.engine.arrow("SELECT COUNT(*) AS n FROM audit").column(0)[0].as_py())
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def sql(self, text: str) -> pd.DataFrame:
+        """Any query over the ``audit`` view (and the small tables), as pandas."""
+        return self.engine.sql(text)
+
+    def head(self, n: int = 5) -> pd.DataFrame:
+        """The first ``n`` entries in (developer, seq) order, with the loaded frame's columns."""
+        return self.to_pandas(limit=None, where=None, rows=int(n))
+
+    def to_pandas(self, limit: int | None = AUDIT_FRAME_LIMIT, *, where: str | None = None,
+                  rows: int | None = None) -> pd.DataFrame:
+        """The audit entries (those matching the SQL condition ``where``) as the frame
+        :func:`~grantex_local.analysis.load` gives without an engine, in (developer, seq) order.
+
+        Refuses (InvalidInput) when more than ``limit`` entries match: narrow ``where``, aggregate
+        with :meth:`sql`, or pass ``limit=None`` knowing the memory it takes."""
+        condition = f" WHERE {where}" if where else ""
+        if limit is not None and rows is None:
+            found = int(self.engine.arrow(f"SELECT COUNT(*) AS n FROM audit{condition}").column(0)[0].as_py())
+            if found > limit:
+                raise InvalidInput(
+                    f"the audit table holds {found} matching entries, more than the limit of {limit} for a "
+                    "pandas frame: aggregate with ds.audit.sql(...), narrow it with where=..., or pass "
+                    "limit=None"
+                )
+        cap = f" LIMIT {rows}" if rows is not None else ""
+        data = self.engine.arrow(
+            f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit{condition} "
+            f"ORDER BY developer_id ASC NULLS FIRST, seq ASC NULLS FIRST{cap}"
+        )
+        return audit_frame(data)
+
+    def __repr__(self) -> str:
+        return f"AuditTable(engine={self.engine.name!r})"
+
+
+def audit_frame(data: pa.Table) -> pd.DataFrame:
+    """An engine's audit rows as the loaded audit frame (its dtypes, JSON metadata parsed)."""
+    from .parquet import arrow_to_frame
+
+    return arrow_to_frame(data, "audit")
+
 
 @dataclass
 class EngineDataset:
-    """The small tables as pandas (a :class:`Dataset` with an empty ``audit`` frame, so the Python
-    that formats a check's result reads them as today) and the audit table as the engine's
-    ``audit`` view, never a pandas frame."""
+    """A :class:`~grantex_local.analysis.Dataset` whose audit log lives in an engine.
+
+    The small tables (developers, agents, grants, tokens, auth_requests, policies, checkpoints)
+    are pandas frames, as in a loaded Dataset, and are also registered in the engine under their
+    own names so SQL can join them; ``audit`` is an :class:`AuditTable`, never a pandas frame by
+    accident. The checks take either kind of dataset; the results are the same."""
 
     engine: Engine
     ds: Dataset
+    owns_engine: bool = False
+    temp_directory: Path | None = None
+    cache: dict[str, Any] = field(default_factory=dict)
+    """Small derived tables a check computed once (revocation points, grant scope keys), so
+    ``run_all`` does not rescan the log for each check that needs them."""
+
+    @property
+    def audit(self) -> AuditTable:
+        return AuditTable(self.engine)
+
+    @property
+    def developers(self) -> pd.DataFrame:
+        return self.ds.developers
+
+    @property
+    def agents(self) -> pd.DataFrame:
+        return self.ds.agents
+
+    @property
+    def grants(self) -> pd.DataFrame:
+        return self.ds.grants
+
+    @property
+    def tokens(self) -> pd.DataFrame:
+        return self.ds.tokens
+
+    @property
+    def auth_requests(self) -> pd.DataFrame:
+        return self.ds.auth_requests
+
+    @property
+    def policies(self) -> pd.DataFrame:
+        return self.ds.policies
+
+    @property
+    def checkpoints(self) -> pd.DataFrame:
+        return self.ds.checkpoints
 
     @property
     def kind(self) -> str:
@@ -323,48 +434,87 @@ class EngineDataset:
         return self.ds.as_of
 
     @property
-    def grants(self) -> pd.DataFrame:
-        return self.ds.grants
-
-    @property
     def settings(self) -> dict[str, Any]:
         return self.ds.settings
 
+    @property
+    def integrity(self) -> Integrity:
+        return self.ds.integrity
 
-def _small(frames: dict[str, pd.DataFrame], engine: Engine) -> None:
+    def sql(self, text: str) -> pd.DataFrame:
+        """Any query over ``audit`` and the small tables, as pandas."""
+        return self.engine.sql(text)
+
+    def close(self) -> None:
+        """Close the engine if this dataset opened it, and remove its temporary export."""
+        if self.owns_engine:
+            self.engine.close()
+        if self.temp_directory is not None:
+            shutil.rmtree(self.temp_directory, ignore_errors=True)
+            self.temp_directory = None
+
+    def __enter__(self) -> EngineDataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{name}={len(getattr(self, name))}" for name in SCHEMAS if name != "audit")
+        return (
+            f"EngineDataset(engine={self.engine.name!r}, kind={self.kind!r}, path={self.path!r}, "
+            f"audit={self.audit.count()}, {sizes}, "
+            f"integrity={'valid' if self.integrity.valid else 'BROKEN'})"
+        )
+
+
+def _small(engine: Engine, frames: dict[str, pd.DataFrame]) -> None:
     """The small tables, also visible to SQL (JSON columns as text)."""
     for table, frame in frames.items():
-        if table != "audit":
+        if table == "grants":
+            engine.register_frame(table, frame[[n for n, _ in SCHEMAS["grants"]]], table)
+        elif table != "audit":
             engine.register_frame(table, frame, table)
 
 
-def from_dataset(engine: Engine, ds: Dataset) -> EngineDataset:
-    """A loaded :class:`Dataset` (a ledger file or bundle: small data) in an engine: its audit
-    frame goes over as Arrow (metadata as JSON text), the small tables as they are."""
+def from_dataset(engine: Engine, ds: Dataset, *, keep_frame: bool = True) -> EngineDataset:
+    """A loaded :class:`Dataset` in an engine: its audit frame goes over as Arrow (metadata as
+    JSON text), the small tables as they are. ``keep_frame=False`` drops the pandas audit frame
+    from the returned dataset once the engine holds it (``load(..., engine=)`` does)."""
     engine.register_frame("audit_source", ds.audit, "audit")
     engine.define_audit()
-    _small({name: frame for name, frame in ds.frames().items() if name != "grants"}, engine)
-    engine.register_frame("grants", ds.grants[[n for n, _ in SCHEMAS["grants"]]], "grants")
+    _small(engine, ds.frames())
+    if not keep_frame:
+        ds = Dataset(**{**ds.frames(), "audit": empty_frame("audit")}, kind=ds.kind, path=ds.path,
+                     settings=ds.settings, integrity=ds.integrity, as_of=ds.as_of)
     return EngineDataset(engine, ds)
 
 
 def from_parquet(engine: Engine, directory: str | os.PathLike[str], *, as_of: Any = None,
-                 verifier_key: str | None = None) -> EngineDataset:
+                 verifier_key: str | None = None, workers: int = 1,
+                 progress: Progress | None = None) -> EngineDataset:
     """A version 2 parquet export in an engine, the audit parts scanned where they lie.
 
     The manifest is checked first (signature, every file's hash and size, nothing missing or
-    unlisted, column types): ExportInvalid naming the file, never a partial review. The chains
-    are NOT walked here (spike): that is the streaming verifier's job (issue 17 item 3)."""
+    unlisted, column types): ExportInvalid naming the file, never a partial review. Then every
+    chain is walked by the library's streaming verifier (:func:`.parquet.verify_parquet`, in
+    ``workers`` processes), so check 1 judges the same integrity record as a pandas load."""
     root = Path(directory)
-    checked = _check_manifest(root, verifier_key)
+    if layout_version(root) < 2:
+        raise InvalidInput(
+            f"{root} is a version 1 parquet export: export the ledger again to review it in an engine"
+        )
+    checked = check_manifest(root, verifier_key)
     refused = checked.refused()
     if refused:
-        raise ExportInvalid(refused[0]["file"], f"{refused[0]['message']}; the export cannot be reviewed")
-    if checked.version < 2:
-        raise InvalidInput(f"{root} is a version 1 parquet export: export the ledger again")
-    frames = {table: _read_table(root, table) for table in SCHEMAS if table != "audit"}
-    (settings,) = _settings(checked.manifest)
-    created = _created(checked.manifest)
+        more = f" (and {len(refused) - 1} more problems)" if len(refused) > 1 else ""
+        raise ExportInvalid(
+            refused[0]["file"], f"{refused[0]['message']}{more}; the export cannot be reviewed"
+        )
+    frames = {table: read_table(root, table) for table in SCHEMAS if table != "audit"}
+    integrity = verify_parquet(root, verifier_key, frames["checkpoints"], workers=workers, progress=progress)
+    (settings,) = manifest_settings(checked.manifest)
+    created = manifest_created(checked.manifest)
     when = to_utc(as_of) if as_of is not None else (created or pd.Timestamp.now(tz="UTC")).as_unit("ns")
     frames["grants"] = derive_grants(frames["grants"], frames["auth_requests"], when)
     schema = PART_SCHEMA.remove(PART_SCHEMA.get_field_index("preimage"))
@@ -372,9 +522,63 @@ def from_parquet(engine: Engine, directory: str | os.PathLike[str], *, as_of: An
         schema = schema.append(pa.field(column, pa.string()))
     engine.register_parquet("audit_source", root / AUDIT_DIR, schema)
     engine.define_audit()
-    _small({name: frame for name, frame in frames.items() if name != "grants"}, engine)
-    engine.register_frame("grants", frames["grants"][[n for n, _ in SCHEMAS["grants"]]], "grants")
-    integrity = Integrity(valid=not checked.problems, method="manifest (chains not walked: spike)")
+    _small(engine, frames)
     ds = Dataset(**frames, audit=empty_frame("audit"), kind="parquet", path=str(root), settings=settings,
                  integrity=integrity, as_of=when)
     return EngineDataset(engine, ds)
+
+
+@contextmanager
+def engine_dataset(ds: Dataset | EngineDataset, engine: Any = None) -> Iterator[EngineDataset]:
+    """``ds`` in an engine for the length of a ``with``: an :class:`EngineDataset` as it is, a
+    pandas :class:`Dataset` registered in ``engine`` (DuckDB when None), closed afterwards if
+    opened here. Why every check takes both: the loaded frames of a small ledger (and frames an
+    auditor edited by hand) are judged by the same SQL as a ten-million-entry export."""
+    if isinstance(ds, EngineDataset):
+        if engine is not None and engine is not ds.engine and engine != ds.engine.name:
+            raise InvalidInput(
+                f"the dataset is already in the {ds.engine.name} engine; run the checks there (engine=None)"
+            )
+        yield ds
+        return
+    opened = open_engine(engine)
+    try:
+        yield from_dataset(opened, ds)
+    finally:
+        if opened is not engine:
+            opened.close()
+
+
+def load_into(path: Path, kind: str, engine: Any, *, verifier_key: str | None = None, as_of: Any = None,
+              workers: int = 1, progress: Progress | None = None,
+              read_frames: Any = None) -> EngineDataset:
+    """What ``load(..., engine=...)`` returns: a version 2 parquet export scanned in place; a
+    ledger file streamed into a temporary parquet export first (its chains are verified on the
+    way, in bounded memory), so a large ledger never becomes a pandas frame; a bundle or a
+    version 1 export (small by nature) read as frames by ``read_frames`` and handed over."""
+    opened = open_engine(engine)
+    owns = opened is not engine
+    temp: Path | None = None
+    try:
+        if kind == "parquet" and layout_version(path.parent if path.is_file() else path) >= 2:
+            eds = from_parquet(opened, path.parent if path.is_file() else path, as_of=as_of,
+                               verifier_key=verifier_key, workers=workers, progress=progress)
+        elif kind == "ledger":
+            from .parquet import export_parquet
+
+            temp = Path(tempfile.mkdtemp(prefix="grantex-review-"))
+            export_parquet(path, temp / "export", progress=progress)
+            eds = from_parquet(
+                opened, temp / "export", as_of=as_of, verifier_key=verifier_key, workers=workers
+            )
+            eds.ds.kind, eds.ds.path = "ledger", str(path)
+        else:
+            eds = from_dataset(opened, read_frames(), keep_frame=False)
+    except BaseException:
+        if owns:
+            opened.close()
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+        raise
+    eds.owns_engine, eds.temp_directory = owns, temp
+    return eds

@@ -15,7 +15,7 @@ from ..checks.base import SEVERITIES, CheckResult, _counts, _frame, _percentiles
 from ..checks.oversight import HUMAN_INTERVENTIONS, _intervention_kind
 from ..engines import Engine, EngineDataset
 from .anomalies import sql_detect_anomalies
-from .common import agent_action
+from ..checks.sql import agent_action
 from .hygiene import like_audit
 
 OVERSIGHT_ACTIONS = ("grantex.grant.revoked", "grantex.token.revoked", "grantex.consent.denied",

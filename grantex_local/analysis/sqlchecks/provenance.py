@@ -22,7 +22,7 @@ from ..checks.base import CheckResult, _frame, _grant_lookup, _listing, _problem
 from ..checks.provenance import _grant_path_problems, grant_consent
 from ..engines import EngineDataset
 from ..frames import safe_map
-from .common import agent_action
+from ..checks.sql import agent_action
 
 _SAME = "({x} IS NOT DISTINCT FROM {y})"
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 from ..checks.base import CheckResult, _counts, _frame, _listing, _result, duration
 from ..engines import EngineDataset
 from ..frames import safe_map
-from .common import agent_action
+from ..checks.sql import agent_action
 
 REVOCATIONS = """
 SELECT grant_id, seq, timestamp FROM (

@@ -18,7 +18,7 @@ import pyarrow as pa
 from ..checks.base import CheckResult, _counts, _frame, _grant_lookup, _listing, _result, duration
 from ..checks.window import _window_detail
 from ..engines import EngineDataset
-from .common import accepted
+from ..checks.sql import accepted
 
 _JUDGED = f"""
 FROM audit a JOIN check4_grants g ON a.grant_id = g.grant_id
