@@ -21,6 +21,7 @@ import pandas as pd
 from ...errors import InvalidInput, InvalidScope
 from ...ledger import DEFAULT_MAX_DELEGATION_DEPTH
 from ...scopes import AnyScope, Scope, parse_scope, uncovered
+from ..engines import EngineDataset
 from ..frames import Dataset, is_lifecycle
 
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -53,6 +54,10 @@ CHECKS: dict[int, tuple[str, tuple[str, ...]]] = {
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
+EVIDENCE_LIMIT = 100_000
+"""Evidence rows a check hands back at most (the first, in seq order); see
+:attr:`CheckResult.evidence_rows`. 100,000 rows are about 50 MB of pandas."""
+
 
 @dataclass
 class CheckResult:
@@ -66,6 +71,20 @@ class CheckResult:
     clauses: tuple[str, ...]
     metrics: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
+    evidence_rows: int = -1
+    """How many evidence rows the check found; ``evidence`` holds the first
+    :data:`EVIDENCE_LIMIT` of them (in seq order) when there are more. Why a cap: two checks cite
+    every action of a problem (each action under an unconsented grant, each action of a burst),
+    which on a ten-million-entry log is millions of rows no notebook needs in memory; the summary
+    and metrics always count them all."""
+
+    def __post_init__(self) -> None:
+        if self.evidence_rows < 0:
+            self.evidence_rows = len(self.evidence)
+
+    @property
+    def evidence_truncated(self) -> bool:
+        return self.evidence_rows > len(self.evidence)
 
     def cited_seqs(self) -> list[int]:
         """The audit seqs the evidence cites, ascending."""
@@ -101,8 +120,16 @@ def duration(value: Any) -> pd.Timedelta:
 
 
 def _result(
-    ds: Dataset, check_id: int, passed: bool, summary: str, evidence: pd.DataFrame, metrics: dict[str, Any]
+    ds: Dataset | EngineDataset,
+    check_id: int,
+    passed: bool,
+    summary: str,
+    evidence: pd.DataFrame,
+    metrics: dict[str, Any],
+    *,
+    evidence_rows: int = -1,
 ) -> CheckResult:
+    """``evidence_rows``: the full count when ``evidence`` was capped at :data:`EVIDENCE_LIMIT`."""
     name, clauses = CHECKS[check_id]
     return CheckResult(
         check_id,
@@ -113,6 +140,7 @@ def _result(
         clauses,
         metrics,
         {"kind": ds.kind, "path": ds.path},
+        evidence_rows,
     )
 
 

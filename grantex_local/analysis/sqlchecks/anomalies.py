@@ -35,9 +35,9 @@ import pyarrow as pa
 
 from ..checks.anomalies import _rolling_counts
 from ..checks.base import ANOMALY_TYPES, SEVERITIES, CheckResult, _depth_limit, _frame, _judge_scope, _result
+from ..checks.sql import agent_action
 from ..engines import Engine, EngineDataset
 from ..frames import safe_map
-from ..checks.sql import agent_action
 from .hygiene import grant_event_seq, like_audit
 from .scope import _scopes_key
 

@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 
 from ..checks.base import CheckResult, _frame, _listing, _problem_counts, _result, _seconds, duration
+from ..checks.sql import agent_action
 from ..engines import Engine, EngineDataset
 from ..frames import empty_frame, safe_map, to_utc
-from ..checks.sql import agent_action
 
 USAGE = f"""
 SELECT a.grant_id, COUNT(*) AS uses, MAX(a.timestamp) AS last_used

@@ -13,9 +13,9 @@ import pandas as pd
 
 from ..checks.base import SEVERITIES, CheckResult, _counts, _frame, _percentiles, _result, _seconds
 from ..checks.oversight import HUMAN_INTERVENTIONS, _intervention_kind
+from ..checks.sql import agent_action
 from ..engines import Engine, EngineDataset
 from .anomalies import sql_detect_anomalies
-from ..checks.sql import agent_action
 from .hygiene import like_audit
 
 OVERSIGHT_ACTIONS = ("grantex.grant.revoked", "grantex.token.revoked", "grantex.consent.denied",

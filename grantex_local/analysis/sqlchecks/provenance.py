@@ -20,9 +20,9 @@ import pyarrow as pa
 
 from ..checks.base import CheckResult, _frame, _grant_lookup, _listing, _problem_counts, _result
 from ..checks.provenance import _grant_path_problems, grant_consent
+from ..checks.sql import agent_action
 from ..engines import EngineDataset
 from ..frames import safe_map
-from ..checks.sql import agent_action
 
 _SAME = "({x} IS NOT DISTINCT FROM {y})"
 

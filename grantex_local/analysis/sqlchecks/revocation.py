@@ -16,9 +16,9 @@ import pandas as pd
 import pyarrow as pa
 
 from ..checks.base import CheckResult, _counts, _frame, _listing, _result, duration
+from ..checks.sql import agent_action
 from ..engines import EngineDataset
 from ..frames import safe_map
-from ..checks.sql import agent_action
 
 REVOCATIONS = """
 SELECT grant_id, seq, timestamp FROM (

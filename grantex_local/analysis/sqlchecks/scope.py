@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from ..checks.base import CheckResult, _frame, _judge_scope, _listing, _problem_counts, _result, _text
-from ..engines import EngineDataset
 from ..checks.sql import accepted
+from ..engines import EngineDataset
 
 COLUMNS = ["seq", "developer_id", "agent_id", "grant_id", "action", "scope", "amount", "limit",
            "grant_scopes", "problem", "detail"]

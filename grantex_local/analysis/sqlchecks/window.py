@@ -16,9 +16,9 @@ import pandas as pd
 import pyarrow as pa
 
 from ..checks.base import CheckResult, _counts, _frame, _grant_lookup, _listing, _result, duration
+from ..checks.sql import accepted
 from ..checks.window import _window_detail
 from ..engines import EngineDataset
-from ..checks.sql import accepted
 
 _JUDGED = f"""
 FROM audit a JOIN check4_grants g ON a.grant_id = g.grant_id
