@@ -131,9 +131,14 @@ def _spark_safe(table: pa.Table) -> pa.Table:
 
 
 class Engine(ABC):
-    """Register tables, run SQL, get pandas back."""
+    """Register tables, run SQL, get pandas back.
+
+    An engine holds one dataset at a time (the checks' SQL names its tables ``audit``,
+    ``grants``, ...): registering another replaces the first, and :func:`engine_dataset` refuses
+    the first from then on rather than judge it on the second's rows."""
 
     name: str
+    holder: object | None = None
 
     @abstractmethod
     def register_arrow(self, name: str, table: pa.Table) -> None:
@@ -391,7 +396,16 @@ class EngineDataset:
 
     @property
     def audit(self) -> AuditTable:
+        self.check_held()
         return AuditTable(self.engine)
+
+    def check_held(self) -> None:
+        """InvalidInput when the engine has since been given another dataset (its tables are gone)."""
+        if self.engine.holder is not self:
+            raise InvalidInput(
+                f"another dataset was loaded into this {self.engine.name} engine since this one: "
+                "give each dataset its own engine"
+            )
 
     @property
     def developers(self) -> pd.DataFrame:
@@ -443,6 +457,7 @@ class EngineDataset:
 
     def sql(self, text: str) -> pd.DataFrame:
         """Any query over ``audit`` and the small tables, as pandas."""
+        self.check_held()
         return self.engine.sql(text)
 
     def close(self) -> None:
@@ -487,7 +502,12 @@ def from_dataset(engine: Engine, ds: Dataset, *, keep_frame: bool = True) -> Eng
     if not keep_frame:
         ds = Dataset(**{**ds.frames(), "audit": empty_frame("audit")}, kind=ds.kind, path=ds.path,
                      settings=ds.settings, integrity=ds.integrity, as_of=ds.as_of)
-    return EngineDataset(engine, ds)
+    return _hold(EngineDataset(engine, ds))
+
+
+def _hold(eds: EngineDataset) -> EngineDataset:
+    eds.engine.holder = eds
+    return eds
 
 
 def from_parquet(engine: Engine, directory: str | os.PathLike[str], *, as_of: Any = None,
@@ -525,7 +545,7 @@ def from_parquet(engine: Engine, directory: str | os.PathLike[str], *, as_of: An
     _small(engine, frames)
     ds = Dataset(**frames, audit=empty_frame("audit"), kind="parquet", path=str(root), settings=settings,
                  integrity=integrity, as_of=when)
-    return EngineDataset(engine, ds)
+    return _hold(EngineDataset(engine, ds))
 
 
 @contextmanager
@@ -539,6 +559,7 @@ def engine_dataset(ds: Dataset | EngineDataset, engine: Any = None) -> Iterator[
             raise InvalidInput(
                 f"the dataset is already in the {ds.engine.name} engine; run the checks there (engine=None)"
             )
+        ds.check_held()
         yield ds
         return
     opened = open_engine(engine)
