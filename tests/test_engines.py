@@ -182,7 +182,8 @@ def test_load_with_an_engine_leaves_the_log_in_it(dirty: tuple[Story, Path]) -> 
         pd.testing.assert_frame_equal(eds.audit.head(3), frames.audit.head(3))
         on_frames = review(run_all(frames, review_start="2026-03-01"))
         assert review(run_all(eds, review_start="2026-03-01")) == on_frames
-        with pytest.raises(errors.InvalidInput, match=r"holds \d+ matching entries, more than the limit of 5"):
+        too_many = r"holds \d+ matching entries, more than the limit of 5"
+        with pytest.raises(errors.InvalidInput, match=too_many):
             eds.audit.to_pandas(limit=5)
         blocked = eds.audit.to_pandas(limit=5, where="status = 'blocked'")
         assert set(blocked["status"]) == {"blocked"} and len(blocked) == 1
