@@ -1,18 +1,25 @@
 """Peak RSS of checks 3, 5, 10: SQL on DuckDB over a parquet export vs today's pandas load + checks.
 Run each mode in a fresh process: python bench_mem.py duckdb|pandas|spark EXPORT_DIR"""
-import resource, sys, time
+import resource
+import sys
+import time
+
 mode, directory = sys.argv[1], sys.argv[2]
 limit = sys.argv[3] if len(sys.argv) > 3 else None
 t0 = time.perf_counter()
 times = {}
 if mode == "pandas":
-    from grantex_local.analysis import load, check_scope, check_after_revocation, check_retention
+    from grantex_local.analysis import check_after_revocation, check_retention, check_scope, load
     ds = load(directory); times["load"] = time.perf_counter() - t0
     checks = [(check_scope, {}), (check_after_revocation, {}), (check_retention, {})]
     target = ds
 else:
-    from grantex_local.analysis.engines import open_engine, from_parquet
-    from grantex_local.analysis.sqlchecks import sql_check_scope, sql_check_after_revocation, sql_check_retention
+    from grantex_local.analysis.engines import from_parquet, open_engine
+    from grantex_local.analysis.sqlchecks import (
+        sql_check_after_revocation,
+        sql_check_retention,
+        sql_check_scope,
+    )
     eng = open_engine(mode, **({"memory_limit": limit} if limit else {}))
     target = from_parquet(eng, directory); times["open"] = time.perf_counter() - t0
     checks = [(sql_check_scope, {}), (sql_check_after_revocation, {}), (sql_check_retention, {})]

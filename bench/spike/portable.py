@@ -1,9 +1,13 @@
+import datetime as dt
 import sys
+
+import pyarrow as pa
+
 from grantex_local.analysis.engines import open_engine
-import pyarrow as pa, datetime as dt
+
 eng = open_engine(sys.argv[1])
 eng.register_arrow("t", pa.table({"x": pa.array([1, None, 3], pa.int64()), "s": ["a.b", None, "grantex.x"],
-   "ts": pa.array([dt.datetime(2026,3,1,tzinfo=dt.timezone.utc)]*3, pa.timestamp("us", tz="UTC")),
+   "ts": pa.array([dt.datetime(2026,3,1,tzinfo=dt.UTC)]*3, pa.timestamp("us", tz="UTC")),
    "j": ['["a","b"]', None, '[]']}))
 for q in ["SELECT x FROM t ORDER BY x",
           "SELECT 7 / 2 AS d",
