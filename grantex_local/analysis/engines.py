@@ -276,7 +276,8 @@ class SparkEngine(Engine):
                 .getOrCreate()
             )
             session.sparkContext.setLogLevel("ERROR")
-        session.conf.set("spark.sql.session.timeZone", "UTC")
+        self._zone = None if self._own else session.conf.get("spark.sql.session.timeZone", None)
+        session.conf.set("spark.sql.session.timeZone", "UTC")  # the checks compare instants
         self.spark = session
 
     def register_arrow(self, name: str, table: pa.Table) -> None:
@@ -297,8 +298,11 @@ class SparkEngine(Engine):
         return result
 
     def close(self) -> None:
+        """Stop a session made here; give a caller's session its time zone back."""
         if self._own:
             self.spark.stop()
+        elif self._zone is not None:
+            self.spark.conf.set("spark.sql.session.timeZone", self._zone)
 
 
 def open_engine(engine: Any = "duckdb", **options: Any) -> Engine:
