@@ -17,6 +17,7 @@ both engines; instants given to a query come in as a registered one-row table, n
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -30,8 +31,10 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from ..audit import checkpoints as audit_checkpoints
 from ..errors import InvalidInput
 from ..export import ExportInvalid
+from ..founding import Ledger
 from ..progress import Progress
 from .frames import SCHEMAS, TIME, Dataset, Integrity, derive_grants, empty_frame, to_utc
 from .parquet import (
@@ -593,10 +596,16 @@ def load_into(path: Path, kind: str, engine: Any, *, verifier_key: str | None = 
 
             temp = Path(tempfile.mkdtemp(prefix="grantex-review-"))
             export_parquet(path, temp / "export", progress=progress)
+            given = verifier_key
+            if verifier_key is None:  # the export is ours, signed with the ledger's own key:
+                with Ledger(path, create=False) as ledger:  # judge it as loading the ledger would
+                    verifier_key = audit_checkpoints.verifier_key(ledger)
             eds = from_parquet(
                 opened, temp / "export", as_of=as_of, verifier_key=verifier_key, workers=workers
             )
             eds.ds.kind, eds.ds.path = "ledger", str(path)
+            if given is None:
+                eds.ds.integrity = dataclasses.replace(eds.ds.integrity, key_source="ledger")
         else:
             eds = from_dataset(opened, read_frames(), keep_frame=False)
     except BaseException:
