@@ -8,6 +8,13 @@ COALESCE (``NULL NOT LIKE`` is NULL, which a WHERE drops).
 
 from __future__ import annotations
 
+import json
+import math
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
 AGENT_ACTION = "COALESCE({a}.action, '') NOT LIKE 'grantex.%'"
 """An agent's own action (the pandas ``~is_lifecycle``)."""
 NOT_BLOCKED = "COALESCE({a}.status, '') <> 'blocked'"
@@ -20,3 +27,34 @@ def agent_action(alias: str = "a") -> str:
 
 def accepted(alias: str = "a") -> str:
     return f"{agent_action(alias)} AND {NOT_BLOCKED.format(a=alias)}"
+
+
+# ── helper A ──
+
+
+def arrow_table(columns: dict[str, tuple[Any, pa.DataType]]) -> pa.Table:
+    """Small pandas-side values (a Series or a list per column) as a typed Arrow table to
+    register, every missing value (None, NaN, NA, NaT) a NULL.
+
+    Why typed by hand: Arrow's inference from pandas gives a null-typed column for an empty or
+    all-missing list, which Spark refuses, and NaN in a text column, which neither engine reads
+    as missing; a check's small inputs (verdicts, revocation points, chains to walk) must join
+    the ``audit`` view null-safely whatever engine holds it."""
+    arrays = []
+    for values, kind in columns.values():
+        items = values.astype(object).tolist() if isinstance(values, pd.Series) else list(values)
+        cells = [None if item is None or item is pd.NA or item is pd.NaT
+                 or (isinstance(item, float) and math.isnan(item)) else item for item in items]
+        if pa.types.is_timestamp(kind):
+            stamps = pd.to_datetime(pd.Series(cells, dtype=object), utc=True)
+            arrays.append(pa.array(stamps.dt.as_unit("us"), type=kind, from_pandas=True))
+        else:
+            arrays.append(pa.array(cells, type=kind))
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def scopes_key(scopes: Any) -> str:
+    """A grant's scope set as canonical JSON text: the key SQL groups and joins on when a rule
+    is judged once per distinct scope set (checks 3 and 11). Why text: no JSON function reads
+    the same in DuckDB and Spark, and none is needed; Python parses each distinct key once."""
+    return json.dumps(list(scopes) if isinstance(scopes, list | tuple) else [], separators=(",", ":"))

@@ -36,10 +36,10 @@ import pyarrow as pa
 from ..checks.anomalies import _rolling_counts
 from ..checks.base import ANOMALY_TYPES, SEVERITIES, CheckResult, _depth_limit, _frame, _judge_scope, _result
 from ..checks.sql import agent_action
+from ..checks.sql import scopes_key as _scopes_key
 from ..engines import Engine, EngineDataset
 from ..frames import safe_map
 from .hygiene import grant_event_seq, like_audit
-from .scope import _scopes_key
 
 ROW = "a.seq, a.developer_id, a.agent_id, a.principal_id, a.grant_id, a.timestamp, a.scope"
 ORDER = "ORDER BY a.seq ASC NULLS FIRST, a.developer_id ASC NULLS LAST"
