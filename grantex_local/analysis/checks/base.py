@@ -129,14 +129,20 @@ def _result(
     *,
     evidence_rows: int = -1,
 ) -> CheckResult:
-    """``evidence_rows``: the full count when ``evidence`` was capped at :data:`EVIDENCE_LIMIT`."""
+    """``evidence_rows``: the full count when the check fetched at most :data:`EVIDENCE_LIMIT`
+    rows; evidence longer than the limit is cut here (the first rows in seq order kept), so no
+    check hands back more, whatever it fetched."""
     name, clauses = CHECKS[check_id]
+    tidy = _tidy_evidence(evidence)
+    evidence_rows = max(evidence_rows, len(tidy))
+    if len(tidy) > EVIDENCE_LIMIT:
+        tidy = tidy.iloc[:EVIDENCE_LIMIT].copy()
     return CheckResult(
         check_id,
         name,
         bool(passed),
         summary,
-        _tidy_evidence(evidence),
+        tidy,
         clauses,
         metrics,
         {"kind": ds.kind, "path": ds.path},
