@@ -227,3 +227,20 @@ def test_engine_names_are_checked(bundle: Dataset, duck: Engine) -> None:
     with pytest.raises(errors.InvalidInput, match="already in the duckdb engine"):
         with engine_dataset(eds, "spark"):
             pass
+
+
+def test_evidence_is_capped_and_counted(bundle: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check hands back at most EVIDENCE_LIMIT rows, the first in seq order, and counts them all
+    (check 6 cites 46 revocations on the sample)."""
+    from grantex_local.analysis import findings, revocation_latency
+    from grantex_local.analysis.checks import base
+
+    full = revocation_latency(bundle)
+    assert len(full.evidence) > 5 and not full.evidence_truncated
+    monkeypatch.setattr(base, "EVIDENCE_LIMIT", 5)
+    capped = revocation_latency(bundle)
+    assert (capped.evidence_rows, capped.evidence_truncated) == (len(full.evidence), True)
+    pd.testing.assert_frame_equal(capped.evidence, full.evidence.head(5))
+    assert (capped.summary, capped.metrics, capped.passed) == (full.summary, full.metrics, full.passed)
+    (entry,) = findings([capped])["checks"]
+    assert (entry["evidenceRows"], entry["evidenceTruncated"]) == (len(full.evidence), True)
