@@ -22,15 +22,8 @@ import pyarrow as pa
 
 from ..engines import EngineDataset, engine_dataset
 from ..frames import Dataset, safe_map
-from .base import (
-    CheckResult,
-    _frame,
-    _grant_lookup,
-    _listing,
-    _problem_counts,
-    _result,
-    consent_kind,
-)
+from . import base
+from .base import CheckResult, _frame, _grant_lookup, _listing, _result, consent_kind
 from .sql import agent_action
 
 
@@ -145,23 +138,53 @@ LEFT JOIN check2_grants g ON a.grant_id = g.grant_id
 LEFT JOIN check2_agents ag ON a.agent_id = ag.agent_id
 """
 
-FLAGGED = (
-    "SELECT a.seq, a.developer_id, a.agent_id, a.grant_id, a.principal_id, a.action,\n       "
-    + ",\n       ".join(f"{condition} AS {problem}" for problem, condition, _ in PROBLEMS)
-    + _ACTS
-    + f"WHERE {agent_action('a')}\n  AND ("
-    + "\n    OR ".join(f"({condition})" for _, condition, _ in PROBLEMS)
-    + ")\nORDER BY a.seq ASC NULLS FIRST, a.developer_id ASC NULLS LAST"
-)
-"""One scan: the actions that fail any per-action test, with one boolean column per test."""
+_PATH_PART = len(PROBLEMS)
+"""The ordinal of the path problems among the parts of the evidence (after the per-action tests)."""
 
-ON_BROKEN_PATHS = f"""
-SELECT a.seq, a.developer_id, a.agent_id, a.grant_id, a.principal_id, a.action, p.problem, p.detail
-FROM audit a JOIN check2_paths p ON a.grant_id = p.grant_id
-WHERE {agent_action('a')}
-ORDER BY a.seq ASC NULLS FIRST, a.developer_id ASC NULLS LAST, p.sub
-"""
-"""The actions under a grant whose delegation path has a problem, once per problem."""
+EVIDENCE = (
+    "SELECT f.seq, f.developer_id, f.agent_id, f.grant_id, f.principal_id, f.action, t.problem,\n"
+    "       t.part, 0 AS sub\n"
+    "FROM (\n  SELECT a.seq, a.developer_id, a.agent_id, a.grant_id, a.principal_id, a.action,\n         "
+    + ",\n         ".join(f"{condition} AS t{part}" for part, (_, condition, _) in enumerate(PROBLEMS))
+    + _ACTS.replace("\n", "\n  ")
+    + f"WHERE {agent_action('a')}\n    AND ("
+    + "\n      OR ".join(f"({condition})" for _, condition, _ in PROBLEMS)
+    + ")\n) f\nJOIN check2_tests t ON CASE t.part "
+    + " ".join(f"WHEN {part} THEN f.t{part}" for part in range(len(PROBLEMS)))
+    + " ELSE FALSE END\n"
+    + "UNION ALL\n"
+    "SELECT a.seq, a.developer_id, a.agent_id, a.grant_id, a.principal_id, a.action, p.problem,\n"
+    f"       {_PATH_PART} AS part, p.sub\n"
+    "FROM audit a JOIN check2_paths p ON a.grant_id = p.grant_id\n"
+    f"WHERE {agent_action('a')}"
+)
+"""Every evidence row, uncapped: once per (action, per-action test it fails), the failing actions
+found in one scan with one boolean column per test; then once per (action, problem of its grant's
+delegation path). ``part`` and ``sub`` give the listing's order (test, then path problem) and
+name the problem and its detail, which Python adds to the rows it fetches: long text kept out of
+the engine's sort, the one piece of this check whose memory grows with the log."""
+
+ORDER = (
+    "seq ASC NULLS FIRST, part ASC, developer_id ASC NULLS LAST, sub ASC, agent_id ASC NULLS LAST, "
+    "grant_id ASC NULLS LAST, principal_id ASC NULLS LAST, action ASC NULLS LAST"
+)
+"""The evidence's order, total: by seq, then test (path problems last, in the path table's order),
+then chain (the loaded frame's order for equal seqs); the rest only breaks ties between copies."""
+
+FIRST_ROWS = (
+    "SELECT seq, developer_id, agent_id, grant_id, principal_id, action, part, sub\n"
+    "FROM ({evidence}) e ORDER BY {order} LIMIT {limit}"
+)
+"""The first rows of the evidence, as many as a check hands back (:data:`.base.EVIDENCE_LIMIT`)."""
+
+BY_PROBLEM = "SELECT problem, COUNT(*) AS n FROM ({evidence}) e GROUP BY problem"
+"""Evidence rows per problem, counted in full whatever the listing's cap."""
+
+ACTIONS_CITED = (
+    "SELECT COUNT(*) AS n FROM (SELECT DISTINCT developer_id, seq FROM ({evidence}) e) cited"
+)
+"""Actions that do not trace to consent: an action is a (chain, seq), so equal seqs in two
+developers' chains are two actions."""
 
 BY_CONSENT = f"""
 SELECT c.consent_kind, COUNT(*) AS actions
@@ -172,7 +195,6 @@ GROUP BY c.consent_kind
 
 COLUMNS = ["seq", "developer_id", "agent_id", "grant_id", "root_grant_id", "consent_kind", "action",
            "problem", "detail"]
-_ACT_COLUMNS = ["seq", "developer_id", "agent_id", "grant_id", "principal_id", "action"]
 
 
 def _text(values: Any) -> pa.Array:
@@ -204,30 +226,34 @@ def _check_provenance(eds: EngineDataset, consent_kinds: Sequence[str]) -> Check
                                                      "did": _text(agents["did"])}))
     engine.register_arrow("check2_paths", pa.table({
         "grant_id": _text(path_problems["grant_id"]), "problem": _text(path_problems["problem"]),
-        "detail": _text(path_problems["detail"]),
         "sub": pa.array(range(len(path_problems)), type=pa.int64())}))
     engine.register_arrow("check2_consent", pa.table({
         "grant_id": _text(consent["grant_id"]), "consent_kind": _text(consent["consent_kind"])}))
 
-    flagged = engine.sql(FLAGGED)
-    parts = []
-    for problem, _, template in PROBLEMS:
-        hit = flagged.loc[flagged[problem].astype(bool), _ACT_COLUMNS]
-        if len(hit):
-            hit = hit.assign(problem=problem)
-            hit["detail"] = [
-                template.format(agent_id=a, grant_id=g, principal_id=p)
-                for a, g, p in zip(hit["agent_id"], hit["grant_id"], hit["principal_id"], strict=True)
-            ]
-            parts.append(hit)
-    on_paths = engine.sql(ON_BROKEN_PATHS)
-    if len(on_paths):
-        parts.append(on_paths)
-    if parts:
-        evidence = pd.concat(parts, ignore_index=True)
-        evidence["root_grant_id"] = safe_map(evidence["grant_id"], by_grant["root_grant_id"])
-        evidence["consent_kind"] = safe_map(evidence["grant_id"], by_grant["consent_kind"])
-        evidence = evidence[COLUMNS]
+    engine.register_arrow("check2_tests", pa.table({
+        "part": pa.array(range(len(PROBLEMS)), type=pa.int64()),
+        "problem": pa.array([problem for problem, _, _ in PROBLEMS], type=pa.string())}))
+
+    limit = base.EVIDENCE_LIMIT  # read now: a test (or a caller) may lower it
+    by_problem = engine.sql(BY_PROBLEM.format(evidence=EVIDENCE))
+    problems = {str(k): int(v) for k, v in sorted(zip(by_problem["problem"], by_problem["n"], strict=True))}
+    found = sum(problems.values())
+    rows = engine.sql(FIRST_ROWS.format(evidence=EVIDENCE, order=ORDER, limit=int(limit))) if found else None
+    if rows is not None and len(rows):
+        path_problem, path_detail = path_problems["problem"].tolist(), path_problems["detail"].tolist()
+        problem, detail = [], []
+        for part, sub, a, g, p in zip(rows["part"].tolist(), rows["sub"].tolist(), rows["agent_id"],
+                                      rows["grant_id"], rows["principal_id"], strict=True):
+            if part < _PATH_PART:
+                problem.append(PROBLEMS[part][0])
+                detail.append(PROBLEMS[part][2].format(agent_id=a, grant_id=g, principal_id=p))
+            else:
+                problem.append(path_problem[sub])
+                detail.append(path_detail[sub])
+        rows["problem"], rows["detail"] = problem, detail
+        rows["root_grant_id"] = safe_map(rows["grant_id"], by_grant["root_grant_id"])
+        rows["consent_kind"] = safe_map(rows["grant_id"], by_grant["consent_kind"])
+        evidence = rows[COLUMNS]
     else:
         evidence = _frame([], COLUMNS)
 
@@ -240,20 +266,19 @@ def _check_provenance(eds: EngineDataset, consent_kinds: Sequence[str]) -> Check
     metrics: dict[str, Any] = {
         "actions": actions,
         "actions_by_consent": dict(sorted(tally.items())),
-        "problems": _problem_counts(evidence),
+        "problems": problems,
         "grants_without_accepted_consent": int(path_problems["grant_id"].nunique()),
         "accepted_consent": list(consent_kinds),
     }
-    if evidence.empty:
+    if not found:
         summary = (
             f"all {actions} actions trace to a grant held by the acting agent and to a consent "
             f"record ({', '.join(f'{k}: {v}' for k, v in metrics['actions_by_consent'].items())})"
         )
     else:
         summary = (
-            # an action is a (chain, seq): equal seqs in two developers' chains are two actions
-            f"{len(evidence[['developer_id', 'seq']].drop_duplicates())} of {actions} actions "
+            f"{int(engine.sql(ACTIONS_CITED.format(evidence=EVIDENCE))['n'].iloc[0])} of {actions} actions "
             "do not trace to consent: "
             + _listing(metrics["problems"])
         )
-    return _result(eds.ds, 2, evidence.empty, summary, evidence, metrics)
+    return _result(eds.ds, 2, not found, summary, evidence, metrics, evidence_rows=found)
