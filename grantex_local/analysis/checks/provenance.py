@@ -10,6 +10,11 @@ each path). Grants, agents and the per-grant verdicts go to the engine as small 
 audit log never leaves it. One scan returns only the actions failing a per-action test (grant
 missing or another's, agent missing or its DID wrong), a join returns the actions standing on a
 grant whose path is broken, and a GROUP BY counts the actions by who consented.
+
+Why the summary and metrics come from SQL counts, not from the evidence frame: a sandbox
+developer's chain makes every one of its actions a row of evidence (about a million rows at a
+million entries), so the check hands back only the first :data:`.base.EVIDENCE_LIMIT` rows, in
+the listing's order, and counts the whole listing where it lies.
 """
 
 from __future__ import annotations
@@ -229,7 +234,6 @@ def _check_provenance(eds: EngineDataset, consent_kinds: Sequence[str]) -> Check
         "sub": pa.array(range(len(path_problems)), type=pa.int64())}))
     engine.register_arrow("check2_consent", pa.table({
         "grant_id": _text(consent["grant_id"]), "consent_kind": _text(consent["consent_kind"])}))
-
     engine.register_arrow("check2_tests", pa.table({
         "part": pa.array(range(len(PROBLEMS)), type=pa.int64()),
         "problem": pa.array([problem for problem, _, _ in PROBLEMS], type=pa.string())}))
