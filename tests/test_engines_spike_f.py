@@ -1,88 +1,155 @@
-"""SPIKE (issue 17 item 2, helper F): checks 2, 4, 6 and 7 written once for an engine give, on
-DuckDB and on Spark, exactly the CheckResults of today's pandas checks (verdict, summary,
-metrics, evidence with its seqs, dtypes and row order), on the datasets the spike's own tests use:
-the committed bundle as frames, the sample ledger regenerated from its seed and exported to
-parquet, the dirty ledger with planted problems (as parquet), and frames edited to hold what the
-library refuses to write (a missing grant and agent, a wrong DID, a broken delegation path, ...).
+"""Checks 2, 4, 6 and 7, now one SQL definition each, give on DuckDB and on Spark exactly the
+CheckResults of the frozen pandas checks (``legacy_checks``: verdict, summary, metrics, evidence
+with its seqs, dtypes and row order), on the committed bundle as frames, the sample ledger
+regenerated from its seed and exported to parquet, the dirty ledger with planted problems (as
+parquet), and frames edited to hold what the library refuses to write (a missing grant and agent,
+a wrong DID, a broken delegation path, ...).
+
+Why against a frozen copy: the pandas bodies are gone, so the only witness of "same results as
+before" is the old package kept aside; the lead replaces this file with a golden-file test.
+Each case is parametrized by check (``-k check6`` selects check 6 alone).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import test_engines_spike as spike
-from test_analysis_checks import Story
-from test_engines_spike import PLANTED, REVIEW, assert_same, planted
+import pytest
+from test_analysis_checks import Story, build_dirty
 
 from grantex_local.analysis import (
     Dataset,
     check_delegation,
     check_grant_window,
     check_provenance,
+    export_parquet,
+    load,
     revocation_latency,
 )
-from grantex_local.analysis.checks import CheckResult
-from grantex_local.analysis.engines import Engine, EngineDataset, from_dataset, from_parquet
-from grantex_local.analysis.sqlchecks.delegation import sql_check_delegation
-from grantex_local.analysis.sqlchecks.latency import sql_revocation_latency
-from grantex_local.analysis.sqlchecks.provenance import sql_check_provenance
-from grantex_local.analysis.sqlchecks.window import sql_check_grant_window
+from grantex_local.analysis.checks import CheckResult, base
+from grantex_local.analysis.engines import Engine, EngineDataset, from_dataset, from_parquet, open_engine
+from grantex_local.sample import generate
 
-# the spike's fixtures (one engine per module and engine, the sample and dirty datasets), shared
-engine_name, engine, sample, dirty = spike.engine_name, spike.engine, spike.sample, spike.dirty
+legacy = pytest.importorskip("legacy_checks")
 
-Pair = tuple[Callable[..., CheckResult], Callable[..., CheckResult], dict[str, Any]]
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+PLANTED = json.loads((SAMPLE / "planted.json").read_text())
+REVIEW = PLANTED["reviewParameters"]
 
-
-def pairs(cache_window: str) -> dict[int, Pair]:
-    """check id → (pandas check, engine check, keyword arguments both take)."""
-    return {
-        2: (check_provenance, sql_check_provenance, {}),
-        4: (check_grant_window, sql_check_grant_window, {"cache_window": cache_window}),
-        6: (revocation_latency, sql_revocation_latency, {"cache_window": cache_window}),
-        7: (check_delegation, sql_check_delegation, {}),
-    }
+Check = Callable[..., CheckResult]
+CHECKS: dict[int, tuple[str, Check, bool]] = {
+    2: ("check_provenance", check_provenance, False),
+    4: ("check_grant_window", check_grant_window, True),
+    6: ("revocation_latency", revocation_latency, True),
+    7: ("check_delegation", check_delegation, False),
+}
+"""check id → (function name, the new function, whether it takes ``cache_window``)."""
 
 
-def run_both(ds: Dataset, eds: EngineDataset, checks: dict[int, Pair]) -> dict[int, CheckResult]:
-    results = {}
-    for check_id, (pandas_check, sql_check, options) in checks.items():
-        expected = pandas_check(ds, **options)
-        got = sql_check(eds, **options)
-        assert_same(expected, got)
-        results[check_id] = got
-    return results
+@pytest.fixture(scope="module", params=["duckdb", "spark"])
+def engine_name(request: pytest.FixtureRequest) -> str:
+    if request.param == "spark":
+        pytest.importorskip("pyspark")
+        if shutil.which("java") is None:
+            pytest.skip("Spark needs a JDK")
+    return str(request.param)
 
 
-def test_committed_bundle_as_frames(engine: Engine, sample: tuple[Dataset, Path, Dataset]) -> None:
+@pytest.fixture(scope="module")
+def engine(engine_name: str) -> Iterator[Engine]:
+    with open_engine(engine_name) as opened:
+        yield opened
+
+
+@pytest.fixture(params=sorted(CHECKS), ids=[f"check{c}" for c in sorted(CHECKS)])
+def check_id(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Dataset, Path, Dataset]:
+    """The committed bundle loaded, and the ledger the generator makes from the same seed,
+    exported to parquet (the engines' format) and loaded as frames too."""
+    root = tmp_path_factory.mktemp("sample")
+    generate(root / "sample.db", seed=PLANTED["seed"], months=PLANTED["months"], size=PLANTED["size"])
+    export_parquet(root / "sample.db", root / "parquet")
+    end = PLANTED["period"]["end"]
+    return load(SAMPLE / "bundle", as_of=end), root / "parquet", load(root / "parquet", as_of=end)
+
+
+@pytest.fixture(scope="module")
+def dirty(tmp_path_factory: pytest.TempPathFactory) -> tuple[Story, Path, Dataset]:
+    root = tmp_path_factory.mktemp("dirty")
+    story = build_dirty(root / "dirty.db")
+    export_parquet(story.gx.ledger, root / "parquet")
+    return story, root / "parquet", load(root / "parquet")
+
+
+def assert_same(expected: CheckResult, got: CheckResult) -> None:
+    assert (got.id, got.name, got.passed, got.clauses) == (
+        expected.id, expected.name, expected.passed, expected.clauses)
+    assert got.summary == expected.summary
+    assert got.metrics == expected.metrics
+    assert got.cited_seqs() == expected.cited_seqs()
+    pd.testing.assert_frame_equal(got.evidence, expected.evidence)
+    assert got.evidence_rows == len(got.evidence) and not got.evidence_truncated
+
+
+def judge(check_id: int, frames: Dataset, eds: Dataset | EngineDataset, cache_window: str) -> CheckResult:
+    """The frozen pandas check on ``frames`` (expected) and the new one on ``eds`` (got): equal."""
+    name, check, windowed = CHECKS[check_id]
+    options: dict[str, Any] = {"cache_window": cache_window} if windowed else {}
+    got = check(eds, **options)
+    assert_same(getattr(legacy, name)(frames, **options), got)
+    return got
+
+
+def planted(check_id: int) -> list[int]:
+    return sorted(s for p in PLANTED["planted"].values() for s in p["foundBy"].get(str(check_id), []))
+
+
+def test_committed_bundle_as_frames(
+    engine: Engine, engine_name: str, sample: tuple[Dataset, Path, Dataset], check_id: int
+) -> None:
     bundle, _, _ = sample
-    results = run_both(bundle, from_dataset(engine, bundle), pairs(REVIEW["cache_window"]))
-    for check_id in (4, 6):
-        assert planted(check_id) and set(planted(check_id)) <= set(results[check_id].cited_seqs())
-        assert not results[check_id].passed
-    assert results[2].metrics["actions"] > 0 and results[7].metrics["grants"] > 0
+    result = judge(check_id, bundle, from_dataset(engine, bundle), REVIEW["cache_window"])
+    if engine_name == "duckdb":  # a pandas Dataset goes through engine_dataset's own DuckDB
+        assert_same(result, judge(check_id, bundle, bundle, REVIEW["cache_window"]))
+    if check_id in (4, 6):
+        assert planted(check_id) and set(planted(check_id)) <= set(result.cited_seqs())
+        assert not result.passed
+    if check_id == 2:
+        assert result.metrics["actions"] > 0
+    if check_id == 7:
+        assert result.metrics["grants"] > 0
 
 
-def test_sample_parquet_export(engine: Engine, sample: tuple[Dataset, Path, Dataset]) -> None:
+def test_sample_parquet_export(engine: Engine, sample: tuple[Dataset, Path, Dataset], check_id: int) -> None:
     bundle, directory, loaded = sample
     eds = from_parquet(engine, directory, as_of=PLANTED["period"]["end"])
-    results = run_both(loaded, eds, pairs(REVIEW["cache_window"]))
-    on_bundle = run_both(bundle, from_dataset(engine, bundle), pairs(REVIEW["cache_window"]))
-    for check_id, result in results.items():
-        assert (result.passed, result.summary) == (on_bundle[check_id].passed, on_bundle[check_id].summary)
+    result = judge(check_id, loaded, eds, REVIEW["cache_window"])
+    on_bundle = judge(check_id, bundle, from_dataset(engine, bundle), REVIEW["cache_window"])
+    assert (result.passed, result.summary) == (on_bundle.passed, on_bundle.summary)
 
 
-def test_dirty_parquet_export(engine: Engine, dirty: tuple[Story, Path, Dataset]) -> None:
+@pytest.mark.parametrize("cache_window", ["0s", "30s"])
+def test_dirty_parquet_export(
+    engine: Engine, dirty: tuple[Story, Path, Dataset], check_id: int, cache_window: str
+) -> None:
     story, directory, ds = dirty
-    eds = from_parquet(engine, directory, as_of=ds.as_of)
-    for window in ("0s", "30s"):
-        results = run_both(ds, eds, pairs(window))
-        assert story.seqs["after_expiry"] in results[4].cited_seqs()
-        assert results[6].metrics["grants_with_late_actions"] > 0
-    assert not results[2].passed  # the dirty ledger holds a sandbox consent
+    result = judge(check_id, ds, from_parquet(engine, directory, as_of=ds.as_of), cache_window)
+    if check_id == 4:
+        assert story.seqs["after_expiry"] in result.cited_seqs()
+    if check_id == 6:
+        assert result.metrics["grants_with_late_actions"] > 0
+    if check_id == 2:
+        assert not result.passed  # the dirty ledger holds a sandbox consent
 
 
 def _edited(original: Dataset, story: Story) -> Dataset:
@@ -128,16 +195,41 @@ def _edited(original: Dataset, story: Story) -> Dataset:
                    integrity=original.integrity, as_of=original.as_of)
 
 
-def test_planted_frames(engine: Engine, dirty: tuple[Story, Path, Dataset]) -> None:
+def test_planted_frames(engine: Engine, dirty: tuple[Story, Path, Dataset], check_id: int) -> None:
     story, _, original = dirty
     ds = _edited(original, story)
-    results = run_both(ds, from_dataset(engine, ds), pairs("0s"))
-    for check_id in (2, 4):  # a seq cited from two chains in one part: the order is tested
-        evidence = results[check_id].evidence
-        assert evidence.duplicated(["seq", "problem"]).any()
-    assert {"grant_missing", "agent_missing", "agent_did_mismatch", "principal_mismatch"} <= set(
-        results[2].evidence["problem"])
-    assert {"before_issue", "after_expiry"} <= set(results[4].evidence["problem"])
-    assert {"parent_missing", "issued_before_parent"} <= set(results[7].evidence["problem"])
-    assert results[6].metrics["revoked_grants"] == len(results[6].evidence)
-    assert results[6].metrics["grants_with_late_actions"] > 0
+    result = judge(check_id, ds, from_dataset(engine, ds), "0s")
+    if check_id in (2, 4):  # a seq cited from two chains in one part: the order is tested
+        assert result.evidence.duplicated(["seq", "problem"]).any()
+    if check_id == 2:
+        assert {"grant_missing", "agent_missing", "agent_did_mismatch", "principal_mismatch"} <= set(
+            result.evidence["problem"])
+        # two chains' actions with one seq are two actions (legacy counted seq numbers once)
+        assert result.summary.startswith(
+            f"{len(result.evidence[['developer_id', 'seq']].drop_duplicates())} of ")
+    if check_id == 4:
+        assert {"before_issue", "after_expiry"} <= set(result.evidence["problem"])
+    if check_id == 7:
+        assert {"parent_missing", "issued_before_parent"} <= set(result.evidence["problem"])
+    if check_id == 6:
+        assert result.metrics["revoked_grants"] == len(result.evidence)
+        assert result.metrics["grants_with_late_actions"] > 0
+
+
+def test_provenance_evidence_capped(
+    engine: Engine, dirty: tuple[Story, Path, Dataset], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Check 2 past the evidence limit: the first rows of the full listing, the full count beside
+    them, and the summary and metrics of the whole (read at call time, so a test can lower it)."""
+    story, _, original = dirty
+    ds = _edited(original, story)
+    eds = from_dataset(engine, ds)
+    full = check_provenance(eds)
+    limit = 3
+    assert len(full.evidence) > limit
+    monkeypatch.setattr(base, "EVIDENCE_LIMIT", limit)
+    capped = check_provenance(eds)
+    assert len(capped.evidence) == limit and capped.evidence_truncated
+    assert capped.evidence_rows == len(full.evidence)
+    pd.testing.assert_frame_equal(capped.evidence, full.evidence.head(limit))
+    assert (capped.passed, capped.summary, capped.metrics) == (full.passed, full.summary, full.metrics)

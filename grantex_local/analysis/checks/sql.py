@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from ..engines import EngineDataset
+
 AGENT_ACTION = "COALESCE({a}.action, '') NOT LIKE 'grantex.%'"
 """An agent's own action (the pandas ``~is_lifecycle``)."""
 NOT_BLOCKED = "COALESCE({a}.status, '') <> 'blocked'"
@@ -58,3 +60,29 @@ def scopes_key(scopes: Any) -> str:
     is judged once per distinct scope set (checks 3 and 11). Why text: no JSON function reads
     the same in DuckDB and Spark, and none is needed; Python parses each distinct key once."""
     return json.dumps(list(scopes) if isinstance(scopes, list | tuple) else [], separators=(",", ":"))
+
+
+# ── helper B ──
+
+GRANT_EVENTS = """
+SELECT grant_id, seq FROM (
+  SELECT grant_id, seq,
+         ROW_NUMBER() OVER (PARTITION BY grant_id
+                            ORDER BY developer_id ASC NULLS LAST, seq ASC NULLS LAST) AS n
+  FROM audit
+  WHERE action IN ('grantex.grant.issued', 'grantex.grant.delegated') AND grant_id IS NOT NULL
+) first_event WHERE n = 1
+ORDER BY grant_id ASC NULLS LAST
+"""
+"""The seq of each grant's first issue/delegation entry, in the loaded frame's order (by chain,
+then seq): the entry that cites a grant's creation (checks 7 and 8)."""
+
+
+def grant_event_seq(eds: EngineDataset) -> pd.Series:
+    """grant id → seq of its first issue/delegation entry (``Int64``), one row per grant whatever
+    the log's size; kept in ``eds.cache`` since several checks cite a grant by it."""
+    if "grant_event_seq" not in eds.cache:
+        events = eds.engine.sql(GRANT_EVENTS)
+        eds.cache["grant_event_seq"] = events.set_index("grant_id")["seq"]
+    seqs: pd.Series = eds.cache["grant_event_seq"]
+    return seqs
