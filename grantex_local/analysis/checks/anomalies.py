@@ -28,6 +28,7 @@ since the rolling count and its episode rule run in Python.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,27 +37,9 @@ import pyarrow as pa
 
 from ..engines import Engine, EngineDataset, engine_dataset
 from ..frames import Dataset, safe_map
+from . import base
 from .base import ANOMALY_TYPES, SEVERITIES, CheckResult, _depth_limit, _frame, _judge_scope, _result
 from .sql import agent_action, audit_order, grant_event_seq, like_audit
-
-
-def _rolling_counts(
-    codes: np.ndarray, stamps_ms: np.ndarray, window_ms: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """For rows sorted by (code, time): how many rows of the same code fall in (t - window, t],
-    and the index where that window starts."""
-    span = int(stamps_ms.max()) + window_ms + 1 if len(stamps_ms) else 1
-    if len(codes) and int(codes.max()) * span < 2**62:
-        keys = codes.astype(np.int64) * span + stamps_ms
-        starts = np.searchsorted(keys, keys - window_ms, side="right")
-    else:  # too many codes to pack into one key: per code
-        starts = np.empty(len(codes), dtype=np.int64)
-        bounds = np.flatnonzero(np.diff(codes)) + 1
-        for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(codes)], strict=True):
-            part = stamps_ms[lo:hi]
-            starts[lo:hi] = lo + np.searchsorted(part, part - window_ms, side="right")
-    return np.arange(len(codes)) - starts + 1, starts
-
 
 ROW = "a.seq, a.developer_id, a.agent_id, a.principal_id, a.grant_id, a.timestamp, a.scope"
 ORDER = audit_order("a")
@@ -66,30 +49,79 @@ SELECT COUNT(*) AS actions, MIN(a.timestamp) AS first_at, MAX(a.timestamp) AS la
 FROM audit a WHERE {agent_action('a')}
 """
 
-AGENTS = f"SELECT DISTINCT a.agent_id FROM audit a WHERE {agent_action('a')}"
+AGENTS = f"""
+SELECT a.agent_id, COUNT(*) AS actions FROM audit a
+WHERE {agent_action('a')} AND a.timestamp IS NOT NULL
+GROUP BY a.agent_id
+"""
+"""Each agent with timed actions, and how many: where its last row stands in the burst order."""
 
-BUSY = f"""
-WITH m AS (
-  SELECT a.agent_id, date_trunc('minute', a.timestamp) AS minute, COUNT(*) AS n
+RUNS = f"""
+WITH acts AS (
+  SELECT a.seq, a.developer_id, a.agent_id, a.principal_id, a.grant_id, a.timestamp,
+    ROW_NUMBER() OVER (PARTITION BY a.agent_id
+                       ORDER BY a.timestamp ASC, a.seq ASC NULLS FIRST, a.developer_id ASC NULLS LAST) AS pos,
+    COUNT(*) OVER (PARTITION BY a.agent_id ORDER BY a.timestamp ASC
+                   RANGE BETWEEN UNBOUNDED PRECEDING AND INTERVAL '60' SECOND PRECEDING) AS earlier
   FROM audit a WHERE {agent_action('a')} AND a.timestamp IS NOT NULL
-  GROUP BY a.agent_id, date_trunc('minute', a.timestamp)
+),
+counted AS (SELECT c.*, c.pos - c.earlier AS n FROM acts c),
+reach AS (
+  SELECT c.*, MIN(CASE WHEN c.n > {{threshold}} THEN c.timestamp END) OVER (
+    PARTITION BY c.agent_id ORDER BY c.pos ASC ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS next_burst
+  FROM counted c
+),
+marked AS (
+  SELECT r.*, COALESCE(r.next_burst < r.timestamp + INTERVAL '60' SECOND, FALSE) AS marked FROM reach r
+),
+stepped AS (
+  SELECT m.*, LAG(m.marked, 1, FALSE) OVER (PARTITION BY m.agent_id ORDER BY m.pos ASC) AS prev_marked
+  FROM marked m
+),
+runs AS (
+  SELECT s.*, COUNT(CASE WHEN s.marked AND NOT s.prev_marked THEN 1 END) OVER (
+    PARTITION BY s.agent_id ORDER BY s.pos ASC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS run
+  FROM stepped s
 )
-SELECT DISTINCT m.agent_id FROM m LEFT JOIN m p
-  ON m.agent_id IS NOT DISTINCT FROM p.agent_id AND p.minute = m.minute - INTERVAL '1' MINUTE
-WHERE m.n + COALESCE(p.n, 0) > {{threshold}}
 """
-"""Agents with more than the threshold in some minute and the minute before it together."""
+"""Every timed agent action with ``n``, the agent's actions in (t - 60 s, t] up to it in
+(time, seq) order (its position minus the actions at or before t - 60 s), whether it lies in the
+window of an action over the threshold (``marked``: such an action comes at or after it, less
+than 60 s later) and ``run``, which run of marked actions of its agent it belongs to."""
 
-BUSY_ROWS = f"""
-SELECT {ROW} FROM audit a JOIN check11_busy b ON a.agent_id IS NOT DISTINCT FROM b.agent_id
-WHERE {agent_action('a')}
-{ORDER}
+RUN_SUMMARY = RUNS + """
+SELECT agent_id, run, COUNT(*) AS actions, MAX(CASE WHEN n > {threshold} THEN n END) AS peak,
+       MIN(pos) AS first_pos, MAX(pos) AS last_pos
+FROM runs WHERE marked GROUP BY agent_id, run
 """
+
+RUN_ROWS = RUNS + """
+SELECT r.seq, r.developer_id, r.agent_id, r.principal_id, r.grant_id, r.timestamp, e.severity, e.peak
+FROM runs r JOIN check11_runs e ON r.agent_id IS NOT DISTINCT FROM e.agent_id AND r.run = e.run
+WHERE r.marked
+ORDER BY r.seq ASC NULLS FIRST, r.agent_id ASC NULLS LAST, r.timestamp ASC, r.developer_id ASC NULLS LAST
+{limit}
+"""
+"""The first flagged actions in the evidence's order (seq, then the detector's (agent, time))."""
+
+QUARTER = "FLOOR(EXTRACT(MINUTE FROM a.timestamp) / 15)"
+
+OFF_BUCKETS = f"""
+SELECT a.agent_id, date_trunc('hour', a.timestamp) AS hour, {QUARTER} AS quarter, COUNT(*) AS n
+FROM audit a
+WHERE {agent_action('a')} AND EXTRACT(HOUR FROM a.timestamp) IN ({{hours}})
+GROUP BY a.agent_id, date_trunc('hour', a.timestamp), {QUARTER}
+"""
+"""Actions per agent and UTC quarter hour, in the UTC hours that can be off hours locally. Every
+zone's offset is a whole number of quarter hours, so a quarter hour is one local hour and night."""
 
 OFF_ROWS = f"""
-SELECT {ROW} FROM audit a
-WHERE {agent_action('a')} AND EXTRACT(HOUR FROM a.timestamp) IN ({{hours}})
+SELECT {ROW}, o.severity, o.night_actions FROM audit a
+JOIN check11_off o ON a.agent_id IS NOT DISTINCT FROM o.agent_id
+  AND date_trunc('hour', a.timestamp) = o.hour AND {QUARTER} = o.quarter
+WHERE {agent_action('a')}
 {ORDER}
+{{limit}}
 """
 
 SCOPE_PAIRS = f"""
@@ -148,49 +180,93 @@ def _scopes_key(scopes: Any) -> str:
     return json.dumps(list(scopes) if isinstance(scopes, list | tuple) else [], separators=(",", ":"))
 
 
-def _empty_flags(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.iloc[0:0].assign(type=[], severity=[], detail=[])
+@dataclass
+class _Found:
+    """One detector's output: the first ``limit`` evidence rows in the evidence's order, and the
+    counts over all of them (the evidence frame is capped, the metrics never are)."""
+
+    head: pd.DataFrame
+    by_severity: dict[str, int] = field(default_factory=dict)
+    serious_agents: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> _Found:
+        """A detector whose evidence is small (fetched whole): its counts from the frame."""
+        counts = {str(k): int(v) for k, v in frame["severity"].value_counts().items()} if len(frame) else {}
+        rank = {s: i for i, s in enumerate(SEVERITIES)}
+        serious = frame.loc[frame["severity"].map(rank) >= rank["medium"], "agent_id"] if len(frame) else []
+        return cls(frame, counts, {str(a) for a in serious if pd.notna(a)})
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_severity.values())
 
 
-def _agent_order(agents: pd.Series) -> dict[Any, int]:
-    """Each agent's place in the pandas sort (text ascending, a missing agent last)."""
+def _agent_order(agents: pd.Series) -> list[Any]:
+    """The agents in the detector's sort (text ascending, a missing agent last)."""
     ordered = pd.Series(agents.astype(object).unique()).astype(pd.StringDtype(na_value=np.nan))
     ordered = ordered.sort_values(kind="stable", na_position="last").reset_index(drop=True)
-    return {(None if pd.isna(a) else a): i for i, a in enumerate(ordered)}
+    return [None if pd.isna(a) else a for a in ordered]
 
 
-def _high_frequency(engine: Engine, per_minute: int, base: pd.Timestamp) -> pd.DataFrame:
-    busy = engine.sql(BUSY.format(threshold=int(per_minute)))
-    if busy.empty:
-        return pd.DataFrame()
-    engine.register_arrow("check11_busy", pa.table({"agent_id": pa.array(
-        [None if pd.isna(a) else a for a in busy["agent_id"]], type=pa.string())}))
-    rows = like_audit(engine.sql(BUSY_ROWS))
-    place = _agent_order(engine.sql(AGENTS)["agent_id"])
-    order = rows.sort_values(["agent_id", "timestamp", "seq"], kind="stable")
-    codes, _ = pd.factorize(order["agent_id"].astype(object))
-    stamps = ((order["timestamp"] - base).dt.total_seconds() * 1000).round().to_numpy(dtype=np.int64)
-    counts, starts = _rolling_counts(codes.astype(np.int64), stamps, 60_000)
-    over = counts > per_minute
-    if not over.any():
-        return _empty_flags(order)
-    index = np.arange(len(order))
-    marks = np.zeros(len(order) + 1, dtype=np.int64)
-    np.add.at(marks, starts[over], 1)
-    np.add.at(marks, index[over] + 1, -1)
-    marked = np.cumsum(marks)[:-1] > 0
-    rank = np.array([place[None if pd.isna(a) else a] for a in order["agent_id"]], dtype=np.int64)
-    joined = np.r_[False, (rank[1:] == rank[:-1]) | (rank[1:] == rank[:-1] + 1)]
-    before = np.r_[False, marked[:-1]] & joined
-    episode = np.cumsum(marked & ~before)
-    peak = pd.Series(counts[over]).groupby(episode[over]).max()
-    peaks = pd.Series(episode[marked]).map(peak).to_numpy()
-    flagged = order.loc[marked].copy()
-    flagged["type"] = "high_frequency"
-    flagged["severity"] = np.select([peaks >= 5 * per_minute, peaks >= 2 * per_minute], ["critical", "high"],
-                                    "medium")
-    flagged["detail"] = [f"{p} actions by the agent within 60 s (threshold {per_minute})" for p in peaks]
-    return flagged
+def _limit(limit: int | None) -> str:
+    return "" if limit is None else f"LIMIT {int(limit)}"
+
+
+def _severity(peaks: Any, per_minute: int) -> Any:
+    peaks = np.asarray(peaks, dtype=np.int64)
+    return np.select([peaks >= 5 * per_minute, peaks >= 2 * per_minute], ["critical", "high"], "medium")
+
+
+def _high_frequency(engine: Engine, per_minute: int, limit: int | None) -> _Found:
+    """More than ``per_minute`` actions of one agent in 60 s: every action of such a window.
+
+    An action's count is its agent's actions with timestamp in (t - 60 s, t] that come at or
+    before it in (time, seq) order (so of two actions at the same instant the later counts the
+    earlier, not the other way round); an action is flagged when it lies in the window of an
+    action over the threshold. Episodes are runs of flagged actions in (agent, time, seq) order;
+    a run may continue from one agent's last action to the next agent's first (the rows
+    between are all flagged), as it always has; an episode's severity is its peak count's.
+    Actions with no timestamp are not counted. Windows, counts and runs are SQL windows per
+    agent; Python only joins runs across agents and names the severities."""
+    runs = engine.sql(RUN_SUMMARY.format(threshold=int(per_minute)))
+    if runs.empty:
+        return _Found(_frame([], COLUMNS))
+    sizes = engine.sql(AGENTS)
+    last_pos = {(None if pd.isna(a) else a): int(n) for a, n in zip(sizes["agent_id"], sizes["actions"],
+                                                                         strict=True)}
+    order = _agent_order(sizes["agent_id"])
+    place = {a: i for i, a in enumerate(order)}
+    runs["agent"] = [None if pd.isna(a) else a for a in runs["agent_id"]]
+    runs["place"] = [place[a] for a in runs["agent"]]
+    runs = runs.sort_values(["place", "run"], kind="stable").reset_index(drop=True)
+    episode, previous = [], None
+    current = -1
+    for r in runs.itertuples(index=False):
+        joins = (  # the previous agent's last action and this agent's first are both flagged
+            previous is not None and r.place == previous.place + 1 and int(r.first_pos) == 1
+            and int(previous.last_pos) == last_pos[previous.agent]
+        )
+        current += 0 if joins else 1
+        episode.append(current)
+        previous = r
+    runs["episode"] = episode
+    runs["peak"] = runs.groupby("episode")["peak"].transform("max").astype("int64")
+    runs["severity"] = _severity(runs["peak"], per_minute)
+    engine.register_arrow("check11_runs", pa.table({
+        "agent_id": pa.array(runs["agent"].tolist(), type=pa.string()),
+        "run": pa.array(runs["run"].astype("int64").tolist(), type=pa.int64()),
+        "severity": pa.array(runs["severity"].tolist(), type=pa.string()),
+        "peak": pa.array(runs["peak"].tolist(), type=pa.int64()),
+    }))
+    rows = like_audit(engine.sql(RUN_ROWS.format(threshold=int(per_minute), limit=_limit(limit))))
+    head = rows.drop(columns=["severity", "peak"]).assign(type="high_frequency")
+    head["severity"] = _severity(rows["peak"], per_minute)
+    head["detail"] = [f"{int(p)} actions by the agent within 60 s (threshold {per_minute})"
+                      for p in rows["peak"]]
+    counts = runs.groupby("severity")["actions"].sum()
+    return _Found(head[COLUMNS], {str(k): int(v) for k, v in counts.items()},
+                  {str(a) for a in runs["agent"] if a is not None})
 
 
 def _utc_hours(off_hours: tuple[int, int], tz: str, first: pd.Timestamp, last: pd.Timestamp) -> list[int]:
@@ -211,29 +287,49 @@ def _utc_hours(off_hours: tuple[int, int], tz: str, first: pd.Timestamp, last: p
 
 
 def _off_hours(engine: Engine, off_hours: tuple[int, int], tz: str, burst: int, first: pd.Timestamp,
-               last: pd.Timestamp) -> pd.DataFrame:
+               last: pd.Timestamp, limit: int | None) -> _Found:
+    """Actions between the ``off_hours`` in ``tz``; medium for an agent's night of ``burst`` or more.
+
+    Zone conversion is spelled differently in the two dialects, so SQL counts actions per agent
+    and UTC quarter hour (in the UTC hours that can be off hours), Python judges each quarter hour
+    in local time and counts the nights, and SQL fetches the first flagged actions back."""
     hours = _utc_hours(off_hours, tz, first, last)
     if not hours:
-        return pd.DataFrame()
-    acts = like_audit(engine.sql(OFF_ROWS.format(hours=", ".join(str(h) for h in hours))))
+        return _Found(_frame([], COLUMNS))
+    buckets = engine.sql(OFF_BUCKETS.format(hours=", ".join(str(h) for h in hours)))
+    if buckets.empty:
+        return _Found(_frame([], COLUMNS))
     start, end = off_hours
-    local = acts["timestamp"].dt.tz_convert(tz)
+    quarter = pd.to_numeric(buckets["quarter"]).astype("int64")
+    local = (buckets["hour"] + pd.to_timedelta(quarter * 15, unit="min")).dt.tz_convert(tz)
     hour = local.dt.hour
     off = ((hour >= start) | (hour < end)) if start > end else ((hour >= start) & (hour < end))
-    flagged = acts.loc[off].copy()
+    flagged = pd.DataFrame({"agent": buckets["agent_id"].astype(object), "hour": buckets["hour"],
+                            "quarter": quarter, "n": buckets["n"].astype("int64")}).loc[off]
     if flagged.empty:
-        return _empty_flags(flagged)
-    night = (local[off] - pd.Timedelta(hours=start)).dt.floor("D")
-    keys = pd.DataFrame({"agent": flagged["agent_id"].astype(object), "night": night})
-    size = keys.groupby(["agent", "night"], dropna=False)["agent"].transform("size")
-    flagged["type"] = "off_hours_activity"
-    flagged["severity"] = np.where(size.to_numpy() >= burst, "medium", "low")
-    flagged["detail"] = [
+        return _Found(_frame([], COLUMNS))
+    flagged["night"] = (local[off] - pd.Timedelta(hours=start)).dt.floor("D")
+    flagged["night_actions"] = flagged.groupby(["agent", "night"], dropna=False)["n"].transform("sum")
+    flagged["severity"] = np.where(flagged["night_actions"].to_numpy() >= burst, "medium", "low")
+    engine.register_arrow("check11_off", pa.table({
+        "agent_id": pa.array([None if pd.isna(a) else a for a in flagged["agent"]], type=pa.string()),
+        "hour": pa.array(flagged["hour"].dt.as_unit("us"), type=pa.timestamp("us", tz="UTC")),
+        "quarter": pa.array(flagged["quarter"].tolist(), type=pa.int64()),
+        "severity": pa.array(flagged["severity"].tolist(), type=pa.string()),
+        "night_actions": pa.array(flagged["night_actions"].tolist(), type=pa.int64()),
+    }))
+    rows = like_audit(engine.sql(OFF_ROWS.format(limit=_limit(limit))))
+    head = rows.drop(columns=["severity", "night_actions"]).assign(type="off_hours_activity")
+    head["severity"] = np.where(rows["night_actions"].to_numpy(dtype=np.int64) >= burst, "medium", "low")
+    head["detail"] = [
         f"at {t.tz_convert(tz).strftime('%H:%M')} {tz}, outside {start:02d}:00-{end:02d}:00 hours; "
-        f"{n} off-hours actions by the agent that night"
-        for t, n in zip(flagged["timestamp"], size, strict=True)
+        f"{int(n)} off-hours actions by the agent that night"
+        for t, n in zip(rows["timestamp"], rows["night_actions"], strict=True)
     ]
-    return flagged
+    counts = flagged.groupby("severity")["n"].sum()
+    medium = flagged.loc[flagged["severity"] == "medium", "agent"]
+    return _Found(head[COLUMNS], {str(k): int(v) for k, v in counts.items()},
+                  {str(a) for a in medium if pd.notna(a)})
 
 
 def _firsts(engine: Engine, column: str, baseline: int, *, scoped: bool) -> pd.DataFrame:
@@ -291,22 +387,25 @@ def detect_anomalies(
         return _detect(
             eds, off_hours=off_hours, high_frequency_per_minute=high_frequency_per_minute,
             baseline_actions=baseline_actions, off_hours_burst=off_hours_burst, tz=tz,
+            limit=base.EVIDENCE_LIMIT,
         )
 
 
 def _detect(
-    eds: EngineDataset, *, off_hours: tuple[int, int], high_frequency_per_minute: int,
-    baseline_actions: int, off_hours_burst: int, tz: str,
+    eds: EngineDataset, *, off_hours: tuple[int, int] = (22, 6), high_frequency_per_minute: int = 30,
+    baseline_actions: int = 20, off_hours_burst: int = 5, tz: str = "UTC", limit: int | None = None,
 ) -> CheckResult:
+    """:func:`detect_anomalies` on an engine, its evidence capped at ``limit`` rows (None: all of
+    them, which check 9 needs to match every anomaly with an intervention)."""
     threshold = int(high_frequency_per_minute)
     engine = eds.engine
     totals = engine.sql(ACTIONS)
     actions = int(totals["actions"].iloc[0])
-    found: list[pd.DataFrame] = []
+    found = [_Found(_frame([], COLUMNS)), _Found(_frame([], COLUMNS))]
     if actions:
         first, last = totals["first_at"].iloc[0], totals["last_at"].iloc[0]
-        found += [_high_frequency(engine, threshold, first),
-                  _off_hours(engine, off_hours, tz, off_hours_burst, first, last)]
+        found = [_high_frequency(engine, threshold, limit),
+                 _off_hours(engine, off_hours, tz, off_hours_burst, first, last, limit)]
     lookup = eds.grants.drop_duplicates("grant_id").set_index("grant_id")
     keys = pd.DataFrame({"grant_id": lookup.index.astype(object),
                          "scopes_key": [_scopes_key(s) for s in lookup["scopes"]]})
@@ -328,24 +427,31 @@ def _detect(
     new = new.loc[keep].assign(type="unusual_scope_access", severity="medium")
     new["detail"] = [f"first use of {s} by the agent, after {baseline_actions}+ scoped actions"
                      for s in new["scope"]]
-    found += [beyond, new]
     principals = _firsts(engine, "principal_id", baseline_actions, scoped=False).assign(
         type="new_principal", severity="low")
     principals["detail"] = [f"first action for principal {p}, after {baseline_actions}+ actions for others"
                             for p in principals["principal_id"]]
-    found.append(principals)
-    found.append(_cascade(eds))
-    parts = [f[COLUMNS] for f in found if len(f)]
+    found += [_Found.of(f[COLUMNS] if len(f) else f) for f in (beyond, new, principals, _cascade(eds))]
+    kinds = ("high_frequency", "off_hours_activity", "unusual_scope_access", "unusual_scope_access",
+             "new_principal", "cascade_delegation")
+    by_type = dict.fromkeys(ANOMALY_TYPES, 0)
+    by_severity = dict.fromkeys(SEVERITIES, 0)
+    for kind, part in zip(kinds, found, strict=True):
+        by_type[kind] += part.total
+        for severity, n in part.by_severity.items():
+            by_severity[severity] += n
+    total = sum(by_type.values())
+    parts = [f.head[COLUMNS] for f in found if len(f.head)]
     evidence = pd.concat(parts, ignore_index=True) if parts else _frame([], COLUMNS)
-    rank = {s: i for i, s in enumerate(SEVERITIES)}
-    serious = evidence.loc[evidence["severity"].map(rank) >= rank["medium"]] if len(evidence) else evidence
+    if limit is not None and len(evidence) > limit:  # the first rows in the evidence's own order
+        evidence["seq"] = pd.to_numeric(evidence["seq"], errors="coerce").astype("Int64")
+        evidence = evidence.sort_values("seq", kind="stable", na_position="first").head(limit)
+    serious = sum(n for s, n in by_severity.items() if SEVERITIES.index(s) >= SEVERITIES.index("medium"))
     metrics: dict[str, Any] = {
-        "anomalies": len(evidence),
-        "by_type": {t: int((evidence["type"] == t).sum()) for t in ANOMALY_TYPES}
-        if len(evidence) else dict.fromkeys(ANOMALY_TYPES, 0),
-        "by_severity": {s: int((evidence["severity"] == s).sum()) for s in SEVERITIES}
-        if len(evidence) else dict.fromkeys(SEVERITIES, 0),
-        "agents_flagged": int(serious["agent_id"].nunique()) if len(serious) else 0,
+        "anomalies": total,
+        "by_type": by_type,
+        "by_severity": by_severity,
+        "agents_flagged": len(set().union(*(f.serious_agents for f in found))),
         "thresholds": {
             "off_hours": list(off_hours),
             "tz": tz,
@@ -354,10 +460,10 @@ def _detect(
             "off_hours_burst": off_hours_burst,
         },
     }
-    if evidence.empty:
+    if not total:
         summary = f"no anomalies in {actions} actions"
     else:
-        severities = ", ".join(f"{s} {n}" for s, n in metrics["by_severity"].items() if n)
-        types = ", ".join(f"{t} {n}" for t, n in metrics["by_type"].items() if n)
-        summary = f"{len(evidence)} anomalies ({severities}): {types}"
-    return _result(eds.ds, 11, serious.empty, summary, evidence, metrics)
+        severities = ", ".join(f"{s} {n}" for s, n in by_severity.items() if n)
+        types = ", ".join(f"{t} {n}" for t, n in by_type.items() if n)
+        summary = f"{total} anomalies ({severities}): {types}"
+    return _result(eds.ds, 11, not serious, summary, evidence, metrics, evidence_rows=total)

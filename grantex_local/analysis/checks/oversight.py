@@ -2,7 +2,8 @@
 actions), and every serious anomaly was answered by one.
 
 Why it imports :mod:`.anomalies`: the anomalies are what oversight must answer; by default this
-check detects them itself, and :func:`~.run_all` hands it the ones check 11 found instead.
+check detects them itself (all of them, not check 11's capped evidence), and :func:`~.run_all`
+hands it the ones check 11 found instead.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pandas as pd
 
 from ..engines import EngineDataset, engine_dataset
 from ..frames import Dataset
-from .anomalies import detect_anomalies
+from .anomalies import _detect
 from .base import SEVERITIES, CheckResult, _counts, _frame, _percentiles, _result, _seconds, consent_kind
 from .sql import agent_action, audit_order, like_audit, parse_json_once
 
@@ -96,8 +97,8 @@ def oversight_evidence(
     was never followed by one."""
     with engine_dataset(ds) as eds:  # one engine for both when ds is a loaded Dataset
         found = interventions(eds)
-        if anomalies is None:
-            anomalies = detect_anomalies(eds).evidence
+        if anomalies is None:  # every anomaly, not the first EVIDENCE_LIMIT: each may need an answer
+            anomalies = _detect(eds).evidence
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     notable = (
         anomalies.loc[anomalies["severity"].map(rank) >= rank["medium"]] if len(anomalies) else anomalies
