@@ -232,3 +232,21 @@ def test_interventions_and_handed_anomalies(engine: Engine, dirty: tuple[Story, 
         for level in ("medium", "high", "critical"):
             assert_same(legacy_checks.oversight_evidence(ds, anomalies=expected, answer_at_least=level),
                         oversight_evidence(eds, anomalies=got, answer_at_least=level))
+
+
+def test_capped_evidence(
+    engine: Engine, dirty: tuple[Story, Path, Dataset], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past EVIDENCE_LIMIT rows check 11 keeps the first ones in seq order and counts them all."""
+    from grantex_local.analysis.checks import base
+
+    _, directory, ds = dirty
+    options = pairs(**STRICT)[11][2]
+    expected = legacy_checks.detect_anomalies(ds, **options)
+    assert len(expected.evidence) > 20
+    monkeypatch.setattr(base, "EVIDENCE_LIMIT", 7)
+    got = detect_anomalies(from_parquet(engine, directory, as_of=ds.as_of), **options)
+    assert (got.summary, got.metrics, got.passed) == (expected.summary, expected.metrics, expected.passed)
+    assert got.evidence_rows == len(expected.evidence) and got.evidence_truncated
+    pd.testing.assert_frame_equal(got.evidence, expected.evidence.head(7))
+    assert_same(legacy_checks.oversight_evidence(ds), oversight_evidence(ds))  # check 9 sees them all
