@@ -3,17 +3,16 @@ each with a severity; the thresholds are keyword arguments of :func:`detect_anom
 
 What runs where, and why:
 
-- ``high_frequency``: a GROUP BY (agent, minute) finds the agents with some minute and the one
-  before it holding more than the threshold (a 60 s window (t - 60 s, t] spans at most two
-  minutes, so no other agent can have one); only those agents' actions are fetched and the
-  pandas rolling count and episode rule run on them. Episodes are runs of flagged rows in
-  (agent, time, seq) order, and a run may cross from one agent to the next: the rows of agents
-  not fetched are accounted for by breaking a run where the next fetched agent is not the next
-  agent in the full order.
-- ``off_hours_activity``: the engine's session clock is UTC in both engines and zone conversion
-  is spelled differently (``AT TIME ZONE`` / ``from_utc_timestamp``), so SQL selects the UTC
-  hours that can fall off hours under any offset the zone used over the log's span, and Python
-  applies the exact local-time rule to those rows only.
+- ``high_frequency``: SQL windows per agent over (time, seq): an action's count is its position
+  minus the agent's actions at or before t - 60 s (a RANGE frame over the timestamp), it is
+  flagged when an action over the threshold comes at or after it less than 60 s later (a MIN
+  over the following rows), and flagged actions form runs. The runs (few) come to Python, which
+  joins a run ending an agent's actions to one starting the next agent's (the rule always let an
+  episode cross agents) and names each episode's severity from its peak.
+- ``off_hours_activity``: zone conversion is spelled differently (``AT TIME ZONE`` /
+  ``from_utc_timestamp``), so SQL counts actions per agent and UTC quarter hour in the UTC hours
+  that can be off hours; Python judges each quarter hour in local time (every zone's offset is
+  whole quarter hours) and counts each agent's night.
 - ``unusual_scope_access``: as check 3, the coverage rule judges each distinct (grant's scope
   set, scope) pair in Python; the first use of a scope after the baseline is a GROUP BY
   (agent, scope) MIN(seq) against the seq of the agent's baseline-th scoped action (one
@@ -21,8 +20,8 @@ What runs where, and why:
 - ``new_principal``: the same first-after-baseline query over (agent, principal).
 - ``cascade_delegation``: the grants table (small) and the first issue seq per grant.
 
-Limit: the rows of an agent with a busy minute are all fetched (a busy agent's whole history),
-since the rolling count and its episode rule run in Python.
+The evidence frame holds the first :data:`.base.EVIDENCE_LIMIT` rows (seq order), fetched with a
+LIMIT per detector; the counts by type and severity, the summary and the verdict cover them all.
 """
 
 from __future__ import annotations
@@ -372,6 +371,9 @@ def detect_anomalies(
 
     - ``high_frequency``: more than ``high_frequency_per_minute`` actions by one agent within 60 s;
       every action of such a window is listed; medium, high at 2x, critical at 5x the threshold.
+      Precisely: an action's window is its agent's actions with timestamp in (t - 60 s, t] that
+      come at or before it in (time, seq) order; instants compare to the microsecond (the ledger
+      writes milliseconds); an action with no timestamp is in no window.
     - ``off_hours_activity``: an action between ``off_hours`` (start, end hour, wrapping midnight,
       in ``tz``); low, medium when the agent made ``off_hours_burst`` or more that night.
     - ``unusual_scope_access``: a scope outside the action's grant (high), or a scope the agent had
@@ -381,7 +383,9 @@ def detect_anomalies(
     - ``cascade_delegation``: a grant at depth limit - 1 (medium) or at the limit (high), over it
       (critical).
 
-    Passes when nothing is medium or above.
+    Passes when nothing is medium or above. The evidence holds the first
+    :data:`~.base.EVIDENCE_LIMIT` rows in seq order (``evidence_rows`` counts them all; a burst
+    cites every action, so a large log has millions); metrics and summary count every row.
     """
     with engine_dataset(ds) as eds:
         return _detect(
