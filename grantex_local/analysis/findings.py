@@ -61,8 +61,8 @@ def jsonable(value: Any) -> Any:
 
 def findings(results: Sequence[CheckResult]) -> dict[str, Any]:
     """The findings of a run of checks as a JSON-able dict (``generatedAt``, ``source``, ``passed``,
-    ``checks`` with id/name/passed/summary/clauses/metrics/evidenceRows/evidenceTruncated/citedSeqs, and ``clauses``:
-    each clause with the checks serving it and whether they all passed)."""
+    ``checks`` with id/name/passed/summary/clauses/metrics/evidenceRows/evidenceTruncated/citedSeqs,
+    and ``clauses``: each clause with the checks serving it and whether they all passed)."""
     checks = []
     clauses: dict[str, dict[str, Any]] = {}
     for result in results:

@@ -2,7 +2,8 @@
 actions), and every serious anomaly was answered by one.
 
 Why it imports :mod:`.anomalies`: the anomalies are what oversight must answer; by default this
-check detects them itself, and :func:`~.run_all` hands it the ones check 11 found instead.
+check detects them itself (all of them, not check 11's capped evidence), and :func:`~.run_all`
+hands it the ones check 11 found instead.
 """
 
 from __future__ import annotations
@@ -11,19 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..frames import Dataset, is_lifecycle
-from .anomalies import detect_anomalies
-from .base import (
-    SEVERITIES,
-    CheckResult,
-    _actions,
-    _counts,
-    _frame,
-    _percentiles,
-    _result,
-    _seconds,
-    consent_kind,
-)
+from ..engines import EngineDataset, engine_dataset
+from ..frames import Dataset
+from .anomalies import _detect
+from .base import SEVERITIES, CheckResult, _counts, _frame, _percentiles, _result, _seconds, consent_kind
+from .sql import agent_action, audit_order, like_audit, parse_json_once
 
 HUMAN_INTERVENTIONS = (
     "human_revocation",
@@ -35,26 +28,38 @@ HUMAN_INTERVENTIONS = (
 )
 
 
-def interventions(ds: Dataset) -> pd.DataFrame:
+OVERSIGHT_ACTIONS = (
+    "grantex.grant.revoked",
+    "grantex.token.revoked",
+    "grantex.consent.denied",
+    "grantex.agent.suspended",
+    "grantex.agent.deleted",
+    "grantex.token.reuse_detected",
+)
+
+LIFECYCLE = f"""
+SELECT seq, developer_id, agent_id, grant_id, action, status, timestamp, metadata FROM audit
+WHERE action IN ({", ".join(f"'{a}'" for a in OVERSIGHT_ACTIONS)})
+{audit_order('')}
+"""
+"""The oversight events (few), with their metadata as JSON text: the kind of intervention
+(who revoked, who denied) is read from it in Python, the dialects' JSON paths differing."""
+
+BLOCKED = f"""
+SELECT a.seq, a.developer_id, a.agent_id, a.grant_id, a.action, a.status, a.timestamp FROM audit a
+WHERE {agent_action('a')} AND a.status = 'blocked'
+{audit_order('a')}
+"""
+"""The agents' actions the ledger refused: oversight working."""
+
+
+def interventions(ds: Dataset | EngineDataset) -> pd.DataFrame:
     """Every oversight event in the log, with its ``kind`` and whether a person made it."""
-    life = ds.audit.loc[
-        is_lifecycle(ds.audit["action"]),
-        ["seq", "developer_id", "agent_id", "grant_id", "action", "status", "timestamp", "metadata"],
-    ]
-    wanted = life["action"].isin(
-        [
-            "grantex.grant.revoked",
-            "grantex.token.revoked",
-            "grantex.consent.denied",
-            "grantex.agent.suspended",
-            "grantex.agent.deleted",
-            "grantex.token.reuse_detected",
-        ]
-    )
-    life = life.loc[wanted].copy()
-    life["kind"] = [_intervention_kind(a, m) for a, m in zip(life["action"], life["metadata"], strict=True)]
-    blocked = _actions(ds, ["seq", "developer_id", "agent_id", "grant_id", "action", "status", "timestamp"])
-    blocked = blocked.loc[blocked["status"] == "blocked"].assign(kind="blocked_action")
+    with engine_dataset(ds) as eds:
+        life = like_audit(eds.engine.sql(LIFECYCLE))
+        blocked = like_audit(eds.engine.sql(BLOCKED)).assign(kind="blocked_action")
+    metas = parse_json_once(life["metadata"])
+    life["kind"] = [_intervention_kind(a, m) for a, m in zip(life["action"], metas, strict=True)]
     out = (
         pd.concat([life.drop(columns=["metadata"]), blocked], ignore_index=True)
         if len(blocked)
@@ -85,14 +90,15 @@ def _intervention_kind(action: str, metadata: Any) -> str:
 
 
 def oversight_evidence(
-    ds: Dataset, *, anomalies: pd.DataFrame | None = None, answer_at_least: str = "high"
+    ds: Dataset | EngineDataset, *, anomalies: pd.DataFrame | None = None, answer_at_least: str = "high"
 ) -> CheckResult:
     """Human revocations, denials, blocked actions, and the time from an anomaly to the next human
     intervention on the same agent. Fails when an anomaly of severity ``answer_at_least`` or above
     was never followed by one."""
-    found = interventions(ds)
-    if anomalies is None:
-        anomalies = detect_anomalies(ds).evidence
+    with engine_dataset(ds) as eds:  # one engine for both when ds is a loaded Dataset
+        found = interventions(eds)
+        if anomalies is None:  # every anomaly, not the first EVIDENCE_LIMIT: each may need an answer
+            anomalies = _detect(eds).evidence
     rank = {s: i for i, s in enumerate(SEVERITIES)}
     notable = (
         anomalies.loc[anomalies["severity"].map(rank) >= rank["medium"]] if len(anomalies) else anomalies

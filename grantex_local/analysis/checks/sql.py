@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..engines import EngineDataset
+from ..frames import empty_frame
 
 AGENT_ACTION = "COALESCE({a}.action, '') NOT LIKE 'grantex.%'"
 """An agent's own action (the pandas ``~is_lifecycle``)."""
@@ -31,7 +32,6 @@ def accepted(alias: str = "a") -> str:
     return f"{agent_action(alias)} AND {NOT_BLOCKED.format(a=alias)}"
 
 
-# ── helper A ──
 
 
 def arrow_table(columns: dict[str, tuple[Any, pa.DataType]]) -> pa.Table:
@@ -62,9 +62,18 @@ def scopes_key(scopes: Any) -> str:
     return json.dumps(list(scopes) if isinstance(scopes, list | tuple) else [], separators=(",", ":"))
 
 
-# ── helper B ──
+# ── what several checks read ──
 
-GRANT_EVENTS = """
+AUDIT_ORDER = "ORDER BY {a}seq ASC NULLS FIRST, {a}developer_id ASC NULLS LAST"
+"""A total order for rows fetched from the log that equals the loaded audit frame's for rows of
+equal seq (the frame is developer-major), so evidence built from a fetch is in pandas' order."""
+
+
+def audit_order(alias: str = "a") -> str:
+    return AUDIT_ORDER.format(a=f"{alias}." if alias else "")
+
+
+GRANT_EVENT_SEQ = """
 SELECT grant_id, seq FROM (
   SELECT grant_id, seq,
          ROW_NUMBER() OVER (PARTITION BY grant_id
@@ -72,17 +81,38 @@ SELECT grant_id, seq FROM (
   FROM audit
   WHERE action IN ('grantex.grant.issued', 'grantex.grant.delegated') AND grant_id IS NOT NULL
 ) first_event WHERE n = 1
-ORDER BY grant_id ASC NULLS LAST
 """
-"""The seq of each grant's first issue/delegation entry, in the loaded frame's order (by chain,
-then seq): the entry that cites a grant's creation (checks 7 and 8)."""
+"""grant id → seq of its first issue/delegation entry in the loaded frame's order (by chain, then
+seq): the entry that cites a grant's creation (checks 7, 8 and 11)."""
 
 
 def grant_event_seq(eds: EngineDataset) -> pd.Series:
-    """grant id → seq of its first issue/delegation entry (``Int64``), one row per grant whatever
-    the log's size; kept in ``eds.cache`` since several checks cite a grant by it."""
-    if "grant_event_seq" not in eds.cache:
-        events = eds.engine.sql(GRANT_EVENTS)
-        eds.cache["grant_event_seq"] = events.set_index("grant_id")["seq"]
-    seqs: pd.Series = eds.cache["grant_event_seq"]
-    return seqs
+    """grant id → seq of its first issue/delegation event, computed once per dataset: checks 8
+    and 11 (and 7) cite a grant by it, and ``run_all`` should not scan the log for each."""
+    cached = eds.cache.get("grant_event_seq")
+    if cached is None:
+        events = eds.engine.sql(GRANT_EVENT_SEQ)
+        cached = pd.Series(events["seq"].astype("int64").to_numpy(), index=events["grant_id"].astype(object),
+                           name="seq", dtype="int64")
+        eds.cache["grant_event_seq"] = cached
+    return cached.copy()
+
+
+def like_audit(frame: pd.DataFrame) -> pd.DataFrame:
+    """An engine's result with the loaded audit frame's dtype for every audit column it holds
+    (text as the frame's string dtype, seq as int64; metadata stays JSON text), so evidence built
+    from it equals what the frame-based checks produced, dtype for dtype."""
+    dtypes = empty_frame("audit").dtypes
+    out = frame.copy()
+    for name in out.columns:
+        if name in dtypes.index and name != "metadata":
+            out[name] = out[name].astype(dtypes[name])
+    return out
+
+
+def parse_json_once(texts: pd.Series) -> pd.Series:
+    """JSON text → value (None where missing). Lifecycle metadata repeats a few shapes, so each
+    distinct text is parsed once; SQL never parses JSON (the two dialects' JSON paths differ)."""
+    cache = {t: json.loads(t) for t in set(texts.dropna())}
+    return pd.Series([cache.get(t) if isinstance(t, str) else None for t in texts], index=texts.index,
+                     dtype=object)
