@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from ...errors import InvalidInput, InvalidScope
 from ...ledger import DEFAULT_MAX_DELEGATION_DEPTH
 from ...scopes import AnyScope, Scope, parse_scope, uncovered
 from ..engines import EngineDataset
-from ..frames import Dataset, is_lifecycle
+from ..frames import Dataset
 
 SEVERITIES = ("low", "medium", "high", "critical")
 ANOMALY_TYPES = (
@@ -162,32 +162,8 @@ def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(columns)) if rows else pd.DataFrame({c: [] for c in columns})
 
 
-def _actions(ds: Dataset, columns: Sequence[str], *, accepted_only: bool = False) -> pd.DataFrame:
-    """The agents' own actions (not ``grantex.*``), selected columns only."""
-    audit = ds.audit
-    mask = ~is_lifecycle(audit["action"])
-    if accepted_only:
-        mask &= audit["status"].fillna("") != "blocked"
-    return audit.loc[mask, list(columns)]
-
-
-def _lifecycle(ds: Dataset, action: str, columns: Sequence[str]) -> pd.DataFrame:
-    audit = ds.audit
-    return audit.loc[audit["action"] == action, list(columns)]
-
-
 def _grant_lookup(ds: Dataset) -> pd.DataFrame:
     return ds.grants.drop_duplicates("grant_id").set_index("grant_id")
-
-
-def _event_seq(ds: Dataset, actions: Iterable[str]) -> pd.Series:
-    """grant id → seq of its first issue/delegation event."""
-    events = ds.audit.loc[ds.audit["action"].isin(list(actions)), ["grant_id", "seq"]]
-    return events.dropna(subset=["grant_id"]).drop_duplicates("grant_id").set_index("grant_id")["seq"]
-
-
-def _grant_event_seq(ds: Dataset) -> pd.Series:
-    return _event_seq(ds, ("grantex.grant.issued", "grantex.grant.delegated"))
 
 
 def _same(left: pd.Series, right: pd.Series) -> pd.Series:
