@@ -499,10 +499,21 @@ def _small(engine: Engine, frames: dict[str, pd.DataFrame]) -> None:
             engine.register_frame(table, frame, table)
 
 
-def from_dataset(engine: Engine, ds: Dataset, *, keep_frame: bool = True) -> EngineDataset:
-    """A loaded :class:`Dataset` in an engine: its audit frame goes over as Arrow (metadata as
-    JSON text), the small tables as they are. ``keep_frame=False`` drops the pandas audit frame
-    from the returned dataset once the engine holds it (``load(..., engine=)`` does)."""
+def from_dataset(engine: Any, ds: Dataset, *, keep_frame: bool = True) -> EngineDataset:
+    """A loaded :class:`Dataset` in an engine (an open :class:`Engine`, or a name or session as
+    :func:`open_engine` takes: that engine is then closed with the dataset): its audit frame goes
+    over as Arrow (metadata as JSON text), the small tables as they are. ``keep_frame=False``
+    drops the pandas audit frame from the returned dataset once the engine holds it
+    (``load(..., engine=)`` does)."""
+    if not isinstance(engine, Engine):
+        opened = open_engine(engine)
+        try:
+            eds = from_dataset(opened, ds, keep_frame=keep_frame)
+        except BaseException:
+            opened.close()
+            raise
+        eds.owns_engine = True
+        return eds
     engine.register_frame("audit_source", ds.audit, "audit")
     engine.define_audit()
     _small(engine, ds.frames())
