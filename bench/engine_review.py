@@ -5,7 +5,9 @@ verifier, the audit parts left on disk) and reviewed by ``run_all``, each size i
 Floors, measured in the same run on the same machine:
 - time: DuckDB scanning the same audit parts once with one GROUP BY (developer, action, status:
   count, first and last instant, sum of amounts), with the same memory limit: what reading the
-  dataset at all costs, so the ratio says how many such scans the twelve checks are worth;
+  dataset at all costs, so the ratio says how many such scans the twelve checks are worth (the
+  issue sets no bar; ours is at most 500, ``>= 0.002``: the checks make a few dozen scans, joins
+  and windows, and the anomaly detectors' per-agent windows sort the whole log);
 - memory: the peak resident size of that scan's process.
 
 The ledgers and their exports are cached (``--cache``, as :mod:`bench.parquet_export`): the 10M
@@ -114,7 +116,7 @@ def review(sizes: tuple[int, ...] = DEFAULT_ENTRIES, cache: Path | None = None) 
     for n, ours, floor in measured:
         rows.append(Row(
             f"review on DuckDB, all checks, {n:,} entries", "entries/s", n / ours["checks_seconds"],
-            n / floor["seconds"], "(reported)",
+            n / floor["seconds"], ">= 0.002",
             "DuckDB scanning the same audit parts once: one GROUP BY (developer, action, status)",
             f"checks {ours['checks_seconds']:.1f} s, floor {floor['seconds']:.2f} s; load (manifest + "
             f"every chain walked) {ours['load_seconds']:.1f} s; failed checks {ours['failed']}; "
