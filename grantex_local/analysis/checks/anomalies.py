@@ -22,6 +22,9 @@ What runs where, and why:
 
 The evidence frame holds the first :data:`.base.EVIDENCE_LIMIT` rows (seq order), fetched with a
 LIMIT per detector; the counts by type and severity, the summary and the verdict cover them all.
+Check 9 needs every row, so the detection also leaves the whole set in the engine as SQL
+(:func:`anomaly_set`: the bursts and off-hours actions read back through their small verdict
+tables, the other detectors' few rows registered), once per dataset and thresholds.
 """
 
 from __future__ import annotations
