@@ -158,8 +158,9 @@ def run_all(
             counted(revocation_latency(eds, cache_window=cache_window)),
             counted(check_delegation(eds)),
             counted(check_grant_hygiene(eds, max_ttl=max_ttl, unused_days=unused_days, as_of=review_end)),
-            counted(oversight_evidence(  # a capped listing would hide anomalies: then check 9 detects
-                eds, anomalies=None if anomalies.evidence_truncated else anomalies.evidence
+            counted(oversight_evidence(  # every anomaly check 11 found, as SQL it already registered
+                eds, thresholds={"off_hours": off_hours,
+                                 "high_frequency_per_minute": high_frequency_per_minute},
             )),
             counted(check_retention(eds, review_start=review_start, review_end=review_end)),
             anomalies,

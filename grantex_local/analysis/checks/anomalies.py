@@ -22,6 +22,9 @@ What runs where, and why:
 
 The evidence frame holds the first :data:`.base.EVIDENCE_LIMIT` rows (seq order), fetched with a
 LIMIT per detector; the counts by type and severity, the summary and the verdict cover them all.
+Check 9 needs every row, so the detection also leaves the whole set in the engine as SQL
+(:func:`anomaly_set`: the bursts and off-hours actions read back through their small verdict
+tables, the other detectors' few rows registered), once per dataset and thresholds.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from ..engines import Engine, EngineDataset, engine_dataset
 from ..frames import Dataset, safe_map
 from . import base
 from .base import ANOMALY_TYPES, SEVERITIES, CheckResult, _depth_limit, _frame, _judge_scope, _result
-from .sql import agent_action, audit_order, grant_event_seq, like_audit, scopes_key
+from .sql import agent_action, arrow_table, audit_order, grant_event_seq, like_audit, scopes_key
 
 ROW = "a.seq, a.developer_id, a.agent_id, a.principal_id, a.grant_id, a.timestamp, a.scope"
 ORDER = audit_order("a")
@@ -96,12 +99,19 @@ FROM runs WHERE marked GROUP BY agent_id, run
 
 RUN_ROWS = RUNS + """
 SELECT r.seq, r.developer_id, r.agent_id, r.principal_id, r.grant_id, r.timestamp, e.severity, e.peak
-FROM runs r JOIN check11_runs e ON r.agent_id IS NOT DISTINCT FROM e.agent_id AND r.run = e.run
+FROM runs r JOIN {runs_table} e ON r.agent_id IS NOT DISTINCT FROM e.agent_id AND r.run = e.run
 WHERE r.marked
 ORDER BY r.seq ASC NULLS FIRST, r.agent_id ASC NULLS LAST, r.timestamp ASC, r.developer_id ASC NULLS LAST
 {limit}
 """
 """The first flagged actions in the evidence's order (seq, then the detector's (agent, time))."""
+
+RUN_SET = """
+SELECT r.seq, r.developer_id, r.agent_id, r.timestamp, e.severity, 'high_frequency' AS type
+FROM runs r JOIN {runs_table} e ON r.agent_id IS NOT DISTINCT FROM e.agent_id AND r.run = e.run
+WHERE r.marked
+"""
+"""Every flagged action of the anomaly set (after the ``RUNS`` CTEs): the rows, unordered."""
 
 QUARTER = "FLOOR(EXTRACT(MINUTE FROM a.timestamp) / 15)"
 
@@ -114,14 +124,19 @@ GROUP BY a.agent_id, date_trunc('hour', a.timestamp), {QUARTER}
 """Actions per agent and UTC quarter hour, in the UTC hours that can be off hours locally. Every
 zone's offset is a whole number of quarter hours, so a quarter hour is one local hour and night."""
 
-OFF_ROWS = f"""
-SELECT {ROW}, o.severity, o.night_actions FROM audit a
-JOIN check11_off o ON a.agent_id IS NOT DISTINCT FROM o.agent_id
+OFF_JOIN = f"""
+FROM audit a JOIN {{off_table}} o ON a.agent_id IS NOT DISTINCT FROM o.agent_id
   AND date_trunc('hour', a.timestamp) = o.hour AND {QUARTER} = o.quarter
 WHERE {agent_action('a')}
-{ORDER}
+"""
+
+OFF_ROWS = f"SELECT {ROW}, o.severity, o.night_actions" + OFF_JOIN + f"""{ORDER}
 {{limit}}
 """
+
+OFF_SET = ("SELECT a.seq, a.developer_id, a.agent_id, a.timestamp, o.severity, 'off_hours_activity' AS type"
+           + OFF_JOIN)
+"""Every off-hours action of the anomaly set: the rows, unordered."""
 
 SCOPE_PAIRS = f"""
 SELECT DISTINCT g.scopes_key, a.scope
@@ -181,6 +196,9 @@ class _Found:
     head: pd.DataFrame
     by_severity: dict[str, int] = field(default_factory=dict)
     serious_agents: set[str] = field(default_factory=set)
+    rows: str = ""
+    """The detector's every row as a SELECT for the anomaly set (empty: it found none, or its
+    rows are in the small table), so check 9 reads them in SQL rather than as a frame."""
 
     @classmethod
     def of(cls, frame: pd.DataFrame) -> _Found:
@@ -211,7 +229,7 @@ def _severity(peaks: Any, per_minute: int) -> Any:
     return np.select([peaks >= 5 * per_minute, peaks >= 2 * per_minute], ["critical", "high"], "medium")
 
 
-def _high_frequency(engine: Engine, per_minute: int, limit: int | None) -> _Found:
+def _high_frequency(engine: Engine, per_minute: int, limit: int | None, tag: str) -> _Found:
     """More than ``per_minute`` actions of one agent in 60 s: every action of such a window.
 
     An action's count is its agent's actions with timestamp in (t - 60 s, t] that come at or
@@ -246,20 +264,22 @@ def _high_frequency(engine: Engine, per_minute: int, limit: int | None) -> _Foun
     runs["episode"] = episode
     runs["peak"] = runs.groupby("episode")["peak"].transform("max").astype("int64")
     runs["severity"] = _severity(runs["peak"], per_minute)
-    engine.register_arrow("check11_runs", pa.table({
+    runs_table = f"check11_runs{tag}"
+    engine.register_arrow(runs_table, pa.table({
         "agent_id": pa.array(runs["agent"].tolist(), type=pa.string()),
         "run": pa.array(runs["run"].astype("int64").tolist(), type=pa.int64()),
         "severity": pa.array(runs["severity"].tolist(), type=pa.string()),
         "peak": pa.array(runs["peak"].tolist(), type=pa.int64()),
     }))
-    rows = like_audit(engine.sql(RUN_ROWS.format(threshold=int(per_minute), limit=_limit(limit))))
+    rows = like_audit(engine.sql(RUN_ROWS.format(threshold=int(per_minute), limit=_limit(limit),
+                                                  runs_table=runs_table)))
     head = rows.drop(columns=["severity", "peak"]).assign(type="high_frequency")
     head["severity"] = _severity(rows["peak"], per_minute)
     head["detail"] = [f"{int(p)} actions by the agent within 60 s (threshold {per_minute})"
                       for p in rows["peak"]]
     counts = runs.groupby("severity")["actions"].sum()
     return _Found(head[COLUMNS], {str(k): int(v) for k, v in counts.items()},
-                  {str(a) for a in runs["agent"] if a is not None})
+                  {str(a) for a in runs["agent"] if a is not None}, RUN_SET.format(runs_table=runs_table))
 
 
 def _utc_hours(off_hours: tuple[int, int], tz: str, first: pd.Timestamp, last: pd.Timestamp) -> list[int]:
@@ -280,7 +300,7 @@ def _utc_hours(off_hours: tuple[int, int], tz: str, first: pd.Timestamp, last: p
 
 
 def _off_hours(engine: Engine, off_hours: tuple[int, int], tz: str, burst: int, first: pd.Timestamp,
-               last: pd.Timestamp, limit: int | None) -> _Found:
+               last: pd.Timestamp, limit: int | None, tag: str) -> _Found:
     """Actions between the ``off_hours`` in ``tz``; medium for an agent's night of ``burst`` or more.
 
     Zone conversion is spelled differently in the two dialects, so SQL counts actions per agent
@@ -304,14 +324,15 @@ def _off_hours(engine: Engine, off_hours: tuple[int, int], tz: str, burst: int, 
     flagged["night"] = (local[off] - pd.Timedelta(hours=start)).dt.floor("D")
     flagged["night_actions"] = flagged.groupby(["agent", "night"], dropna=False)["n"].transform("sum")
     flagged["severity"] = np.where(flagged["night_actions"].to_numpy() >= burst, "medium", "low")
-    engine.register_arrow("check11_off", pa.table({
+    off_table = f"check11_off{tag}"
+    engine.register_arrow(off_table, pa.table({
         "agent_id": pa.array([None if pd.isna(a) else a for a in flagged["agent"]], type=pa.string()),
         "hour": pa.array(flagged["hour"].dt.as_unit("us"), type=pa.timestamp("us", tz="UTC")),
         "quarter": pa.array(flagged["quarter"].tolist(), type=pa.int64()),
         "severity": pa.array(flagged["severity"].tolist(), type=pa.string()),
         "night_actions": pa.array(flagged["night_actions"].tolist(), type=pa.int64()),
     }))
-    rows = like_audit(engine.sql(OFF_ROWS.format(limit=_limit(limit))))
+    rows = like_audit(engine.sql(OFF_ROWS.format(limit=_limit(limit), off_table=off_table)))
     head = rows.drop(columns=["severity", "night_actions"]).assign(type="off_hours_activity")
     head["severity"] = np.where(rows["night_actions"].to_numpy(dtype=np.int64) >= burst, "medium", "low")
     head["detail"] = [
@@ -322,7 +343,7 @@ def _off_hours(engine: Engine, off_hours: tuple[int, int], tz: str, burst: int, 
     counts = flagged.groupby("severity")["n"].sum()
     medium = flagged.loc[flagged["severity"] == "medium", "agent"]
     return _Found(head[COLUMNS], {str(k): int(v) for k, v in counts.items()},
-                  {str(a) for a in medium if pd.notna(a)})
+                  {str(a) for a in medium if pd.notna(a)}, OFF_SET.format(off_table=off_table))
 
 
 def _firsts(engine: Engine, column: str, baseline: int, *, scoped: bool) -> pd.DataFrame:
@@ -350,6 +371,55 @@ def _cascade(eds: EngineDataset) -> pd.DataFrame:
     deep["timestamp"] = deep["issued_at"]
     deep["detail"] = [f"delegation depth {d} with a limit of {limit}" for d in level]
     return deep
+
+
+SET_COLUMNS = ["seq", "developer_id", "agent_id", "timestamp", "severity", "type"]
+
+
+def _set_key(off_hours: tuple[int, int], threshold: int, baseline: int, burst: int, tz: str) -> str:
+    return json.dumps([list(off_hours), int(threshold), int(baseline), int(burst), tz])
+
+
+def _register_set(engine: Engine, tag: str, threshold: int, detected: list[_Found],
+                  small: list[pd.DataFrame]) -> str:
+    """The anomaly set's SQL: the two big detectors' rows read again from the log through their
+    small verdict tables (runs, off-hours quarter hours), the four small ones' rows registered
+    whole. Why not a frame: a burst cites every action, millions in a large log."""
+    table = f"check11_rest{tag}"
+    parts = [f[SET_COLUMNS] for f in small if len(f)]
+    rest = pd.concat(parts, ignore_index=True) if parts else _frame([], SET_COLUMNS)
+    seqs = pd.to_numeric(rest["seq"], errors="coerce")  # a cascade's grant may have no issue event
+    engine.register_arrow(table, arrow_table({
+        "seq": ([None if pd.isna(v) else int(v) for v in seqs], pa.int64()),
+        "developer_id": (rest["developer_id"], pa.string()),
+        "agent_id": (rest["agent_id"], pa.string()),
+        "timestamp": (rest["timestamp"], pa.timestamp("us", tz="UTC")),
+        "severity": (rest["severity"], pa.string()),
+        "type": (rest["type"], pa.string()),
+    }))
+    members = [f.rows for f in detected if f.rows]
+    members.append(f"SELECT seq, developer_id, agent_id, timestamp, severity, type FROM {table}")
+    prefix = RUNS.format(threshold=int(threshold)) + "," if detected[0].rows else "WITH"
+    return f"{prefix} anomalies AS (\n" + "\nUNION ALL\n".join(members) + "\n)"
+
+
+def anomaly_set(
+    eds: EngineDataset, *, off_hours: tuple[int, int] = (22, 6), high_frequency_per_minute: int = 30,
+    baseline_actions: int = 20, off_hours_burst: int = 5, tz: str = "UTC",
+) -> str:
+    """Every anomaly check 11 finds with these thresholds, as the head of a query: ``WITH ...,
+    anomalies AS (...)`` (columns ``seq, developer_id, agent_id, timestamp, severity, type``, one
+    row per evidence row, unordered) for the caller to continue with its own CTEs and SELECT.
+
+    Why SQL: check 9 must see every anomaly, not check 11's capped evidence, and at ten million
+    entries they are millions of rows; the engine matches them, Python sees the episodes. The
+    detectors run once per dataset and thresholds (``eds.cache``): in ``run_all`` check 11 has
+    already registered the tables this reads."""
+    key = _set_key(off_hours, high_frequency_per_minute, baseline_actions, off_hours_burst, tz)
+    if key not in eds.cache.get("anomaly_sets", {}):
+        _detect(eds, off_hours=off_hours, high_frequency_per_minute=high_frequency_per_minute,
+                baseline_actions=baseline_actions, off_hours_burst=off_hours_burst, tz=tz, limit=0)
+    return str(eds.cache["anomaly_sets"][key][1])
 
 
 def detect_anomalies(
@@ -394,16 +464,21 @@ def _detect(
     baseline_actions: int = 20, off_hours_burst: int = 5, tz: str = "UTC", limit: int | None = None,
 ) -> CheckResult:
     """:func:`detect_anomalies` on an engine, its evidence capped at ``limit`` rows (None: all of
-    them, which check 9 needs to match every anomaly with an intervention)."""
+    them, which the developer-facing grouping of :mod:`..detection` stores). It also registers the
+    uncapped anomaly set (:func:`anomaly_set`) check 9 matches in SQL, so that a ``run_all``
+    detects once."""
     threshold = int(high_frequency_per_minute)
     engine = eds.engine
+    key = _set_key(off_hours, threshold, baseline_actions, off_hours_burst, tz)
+    sets = eds.cache.setdefault("anomaly_sets", {})
+    tag = sets[key][0] if key in sets else f"_{len(sets)}"  # one table name per threshold set
     totals = engine.sql(ACTIONS)
     actions = int(totals["actions"].iloc[0])
     found = [_Found(_frame([], COLUMNS)), _Found(_frame([], COLUMNS))]
     if actions:
         first, last = totals["first_at"].iloc[0], totals["last_at"].iloc[0]
-        found = [_high_frequency(engine, threshold, limit),
-                 _off_hours(engine, off_hours, tz, off_hours_burst, first, last, limit)]
+        found = [_high_frequency(engine, threshold, limit, tag),
+                 _off_hours(engine, off_hours, tz, off_hours_burst, first, last, limit, tag)]
     lookup = eds.grants.drop_duplicates("grant_id").set_index("grant_id")
     keys = pd.DataFrame({"grant_id": lookup.index.astype(object),
                          "scopes_key": [scopes_key(s) for s in lookup["scopes"]]})
@@ -429,7 +504,9 @@ def _detect(
         type="new_principal", severity="low")
     principals["detail"] = [f"first action for principal {p}, after {baseline_actions}+ actions for others"
                             for p in principals["principal_id"]]
-    found += [_Found.of(f[COLUMNS] if len(f) else f) for f in (beyond, new, principals, _cascade(eds))]
+    small = [f[COLUMNS] if len(f) else f for f in (beyond, new, principals, _cascade(eds))]
+    found += [_Found.of(f) for f in small]
+    sets[key] = (tag, _register_set(engine, tag, threshold, found[:2], small))
     kinds = ("high_frequency", "off_hours_activity", "unusual_scope_access", "unusual_scope_access",
              "new_principal", "cascade_delegation")
     by_type = dict.fromkeys(ANOMALY_TYPES, 0)
