@@ -195,7 +195,7 @@ def test_load_with_an_engine_leaves_the_log_in_it(dirty: tuple[Story, Path]) -> 
 def test_load_a_ledger_file_into_an_engine(dirty: tuple[Story, Path]) -> None:
     """A ledger file is streamed into a temporary parquet export (never a pandas audit frame);
     the temporary export is gone once the dataset is closed."""
-    story, directory = dirty
+    story, _ = dirty
     path = Path(story.gx.ledger.path)
     when = "2026-04-01T00:00:00Z"
     with load(path, engine="duckdb", as_of=when) as eds:
@@ -250,3 +250,18 @@ def test_evidence_is_capped_and_counted(bundle: Dataset, monkeypatch: pytest.Mon
     assert (capped.summary, capped.metrics, capped.passed) == (full.summary, full.metrics, full.passed)
     (entry,) = findings([capped])["checks"]
     assert (entry["evidenceRows"], entry["evidenceTruncated"]) == (len(full.evidence), True)
+
+
+def test_anomaly_grouping_sees_past_the_evidence_cap(
+    bundle: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The developer-facing grouping (``anomalies detect``) stores every anomaly, not the first
+    EVIDENCE_LIMIT check 11 lists."""
+    from grantex_local.analysis.checks import base
+    from grantex_local.analysis.detection import findings as grouped
+
+    developer = str(bundle.developers["developer_id"].iloc[0])
+    everything = grouped(bundle, developer)
+    monkeypatch.setattr(base, "EVIDENCE_LIMIT", 3)
+    assert run_all(bundle)[10].evidence_truncated
+    assert grouped(bundle, developer) == everything and len(everything) > 3

@@ -541,4 +541,5 @@ def _detect(
         severities = ", ".join(f"{s} {n}" for s, n in by_severity.items() if n)
         types = ", ".join(f"{t} {n}" for t, n in by_type.items() if n)
         summary = f"{total} anomalies ({severities}): {types}"
-    return _result(eds.ds, 11, not serious, summary, evidence, metrics, evidence_rows=total)
+    return _result(eds.ds, 11, not serious, summary, evidence, metrics, evidence_rows=total,
+                   capped=limit is not None)

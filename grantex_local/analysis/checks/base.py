@@ -128,14 +128,16 @@ def _result(
     metrics: dict[str, Any],
     *,
     evidence_rows: int = -1,
+    capped: bool = True,
 ) -> CheckResult:
     """``evidence_rows``: the full count when the check fetched at most :data:`EVIDENCE_LIMIT`
     rows; evidence longer than the limit is cut here (the first rows in seq order kept), so no
-    check hands back more, whatever it fetched."""
+    check hands back more, whatever it fetched. ``capped=False`` is for the library's own callers
+    that asked for every row (the anomaly grouping of :mod:`..detection`)."""
     name, clauses = CHECKS[check_id]
     tidy = _tidy_evidence(evidence)
     evidence_rows = max(evidence_rows, len(tidy))
-    if len(tidy) > EVIDENCE_LIMIT:
+    if capped and len(tidy) > EVIDENCE_LIMIT:
         tidy = tidy.iloc[:EVIDENCE_LIMIT].copy()
     return CheckResult(
         check_id,
