@@ -23,6 +23,7 @@ from . import (
     cascade,
     cold_start,
     concurrent_writes,
+    engine_review,
     events,
     load,
     mcp_cold_start,
@@ -50,7 +51,7 @@ def _cpu() -> str:
 def _versions() -> dict[str, str]:
     found = {}
     for name in ("cryptography", "PyJWT", "python-ulid", "click", "textual", "fastapi", "uvicorn",
-                 "pandas", "pyarrow"):
+                 "pandas", "pyarrow", "duckdb", "pyspark"):
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -71,6 +72,11 @@ def main() -> None:
                         metavar="N,N,...",
                         help="ledger sizes for the parquet export benchmark, comma-separated (default "
                              f"{','.join(map(str, parquet_export.DEFAULT_ENTRIES))}; the issue's are "
+                             "1000000,3000000,10000000)")
+    parser.add_argument("--review-entries", type=parquet_export.parse_sizes, default=None,
+                        metavar="N,N,...",
+                        help="export sizes for the review on DuckDB, comma-separated (default "
+                             f"{','.join(map(str, engine_review.DEFAULT_ENTRIES))}; the issue's are "
                              "1000000,3000000,10000000)")
     parser.add_argument("--cache", metavar="DIR", type=Path, default=None,
                         help="where built parquet export ledgers are kept between runs (default "
@@ -108,6 +114,8 @@ def main() -> None:
             rows.append(bundles.sync(work, 300))
             rows.extend(parquet_export.export(work, args.export_entries or parquet_export.SMOKE_ENTRIES,
                                               args.cache or work / "ledgers"))
+            rows.extend(engine_review.review(args.review_entries or engine_review.SMOKE_ENTRIES,
+                                             args.cache or work / "ledgers"))
         else:
             rows.extend(tui.first_screen(work))
             rows.extend(server.load(work))
@@ -121,6 +129,8 @@ def main() -> None:
             rows.append(bundles.sync(work, 100_000))
             rows.extend(parquet_export.export(work, args.export_entries or parquet_export.DEFAULT_ENTRIES,
                                               args.cache))
+            rows.extend(engine_review.review(args.review_entries or engine_review.DEFAULT_ENTRIES,
+                                             args.cache))
     print_table(rows)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "smoke": args.smoke,
             "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,

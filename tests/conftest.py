@@ -1,14 +1,19 @@
-"""Shared fixtures: a real ledger file in tmp_path, a movable clock, a quick grant helper."""
+"""Shared fixtures: a real ledger file in tmp_path, a movable clock, a quick grant helper, and one
+Spark session for the whole run (a ``local[2]`` session takes about 12 s to start)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import MovableClock
 
 from grantex_local import Grantex, Ledger
+
+if TYPE_CHECKING:
+    from grantex_local.analysis.engines import Engine
 
 
 @pytest.fixture
@@ -33,3 +38,15 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never pick up a ledger path or passphrase from the shell that runs them."""
     monkeypatch.delenv("GRANTEX_LEDGER", raising=False)
     monkeypatch.delenv("GRANTEX_LOCAL_PASSPHRASE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def spark_engine() -> Iterator[Engine]:
+    """Spark in local mode, shared by every test that names it. Not skipped when pyspark or a
+    JDK is missing: the test extra installs pyspark and CI's machine has a JDK, so a missing one
+    is an error to see, not a test to skip."""
+    from grantex_local.analysis.engines import SparkEngine
+
+    engine = SparkEngine()
+    yield engine
+    engine.spark.stop()

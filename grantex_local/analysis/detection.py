@@ -22,7 +22,8 @@ import pandas as pd
 from ..anomalies import SEVERITIES, DetectResult, Finding, store
 from ..audit.trail import count_entries
 from ..progress import Progress, Tally
-from .checks import detect_anomalies
+from .checks.anomalies import _detect
+from .engines import engine_dataset
 from .frames import Dataset
 from .load import load
 
@@ -55,7 +56,8 @@ def detect(ledger: Ledger, developer_id: str, progress: Progress | None = None) 
 
 def findings(ds: Dataset, developer_id: str) -> list[Finding]:
     """The grouped findings of one developer in a loaded dataset, oldest first."""
-    evidence = detect_anomalies(ds).evidence
+    with engine_dataset(ds) as eds:  # every anomaly, not check 11's capped evidence: each group is stored
+        evidence = _detect(eds).evidence
     if evidence.empty:
         return []
     rows = evidence.loc[evidence["developer_id"].astype(object) == developer_id]

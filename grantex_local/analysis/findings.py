@@ -24,7 +24,9 @@ from .checks import CHECKS, CheckResult
 FORMAT = "grantex-local-findings"
 VERSION = 1
 MAX_CITED = 10_000
-"""Cited seqs kept per check; the count is always complete (``citedSeqsTotal``)."""
+"""Cited seqs kept per check; ``citedSeqsTotal`` counts every seq the evidence rows cite (all
+the rows, unless ``evidenceTruncated``: a check keeps :data:`~.checks.base.EVIDENCE_LIMIT` rows,
+``evidenceRows`` counts them all)."""
 
 
 def jsonable(value: Any) -> Any:
@@ -59,8 +61,8 @@ def jsonable(value: Any) -> Any:
 
 def findings(results: Sequence[CheckResult]) -> dict[str, Any]:
     """The findings of a run of checks as a JSON-able dict (``generatedAt``, ``source``, ``passed``,
-    ``checks`` with id/name/passed/summary/clauses/metrics/evidenceRows/citedSeqs, and ``clauses``:
-    each clause with the checks serving it and whether they all passed)."""
+    ``checks`` with id/name/passed/summary/clauses/metrics/evidenceRows/evidenceTruncated/citedSeqs,
+    and ``clauses``: each clause with the checks serving it and whether they all passed)."""
     checks = []
     clauses: dict[str, dict[str, Any]] = {}
     for result in results:
@@ -73,7 +75,8 @@ def findings(results: Sequence[CheckResult]) -> dict[str, Any]:
                 "summary": result.summary,
                 "clauses": list(result.clauses),
                 "metrics": jsonable(result.metrics),
-                "evidenceRows": len(result.evidence),
+                "evidenceRows": result.evidence_rows,
+                "evidenceTruncated": result.evidence_truncated,
                 "citedSeqs": cited[:MAX_CITED],
                 "citedSeqsTotal": len(cited),
             }

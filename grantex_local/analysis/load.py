@@ -26,7 +26,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import pandas as pd
 
@@ -35,6 +35,7 @@ from ..progress import Progress
 from .frames import BUNDLE_FORMAT, PARQUET_FORMAT, SCHEMAS, Dataset, Integrity, derive_grants, to_utc
 
 if TYPE_CHECKING:
+    from .engines import EngineDataset
     from .sources import Loaded
 
 __all__ = ["SCHEMAS", "Dataset", "Integrity", "detect_kind", "load"]
@@ -43,8 +44,18 @@ __all__ = ["SCHEMAS", "Dataset", "Integrity", "detect_kind", "load"]
 # ── the public entry point ───────────────────────────────────────────────────
 
 
+@overload
 def load(source: Any, *, verifier_key: str | None = None, as_of: Any = None,
-         progress: Progress | None = None) -> Dataset:
+         progress: Progress | None = None, engine: None = None, workers: int = 1) -> Dataset: ...
+
+
+@overload
+def load(source: Any, *, verifier_key: str | None = None, as_of: Any = None,
+         progress: Progress | None = None, engine: Any, workers: int = 1) -> Dataset | EngineDataset: ...
+
+
+def load(source: Any, *, verifier_key: str | None = None, as_of: Any = None,
+         progress: Progress | None = None, engine: Any = None, workers: int = 1) -> Dataset | EngineDataset:
     """Load a ledger file, an export bundle directory or a parquet export directory.
 
     ``source`` may also be a :class:`~grantex_local.Ledger` or a :class:`~grantex_local.Grantex`
@@ -56,9 +67,25 @@ def load(source: Any, *, verifier_key: str | None = None, as_of: Any = None,
     ``progress`` (see :mod:`grantex_local.progress`) is told the work as it goes: a ledger's
     audit entries verified, then read (the total is twice the entries); a bundle's rows checked
     by the export verifier, then its audit entries read; a parquet export's rows verified, then read.
+
+    ``engine`` (``"duckdb"``, ``"spark"``, a SparkSession or an open
+    :class:`~grantex_local.analysis.engines.Engine`) gives an
+    :class:`~grantex_local.analysis.engines.EngineDataset` instead: the small tables as pandas,
+    the audit log left in the engine (a parquet export scanned where it lies, a ledger streamed
+    into a temporary parquet export first), so its size is bounded by disk, not memory; close it
+    (or use it in a ``with``) when done. ``None`` or ``"pandas"`` loads every table as pandas, as
+    small ledgers and hand-edited frames want. ``workers`` walks a parquet export's chains in that
+    many processes.
     """
     path = _source_path(source)
     kind = detect_kind(path)
+    if engine is not None and engine != "pandas":
+        from .engines import load_into
+
+        return load_into(
+            path, kind, engine, verifier_key=verifier_key, as_of=as_of, workers=workers, progress=progress,
+            read_frames=lambda: load(path, verifier_key=verifier_key, as_of=as_of, progress=progress),
+        )
     reader: Callable[..., Loaded]
     if kind == "ledger":
         from .sources import load_ledger as reader

@@ -412,7 +412,7 @@ def layout_version(directory: Path, manifest: dict[str, Any] | None = None) -> i
     return 2 if (directory / AUDIT_DIR).is_dir() else 1
 
 
-class _Checked:
+class CheckedManifest:
     """What the manifest check found: the manifest, its problems, the key, the audit parts."""
 
     def __init__(
@@ -439,7 +439,7 @@ def _export_problem(
     return problem("ExportInvalid", developer_id, None, reason, message, file=file)
 
 
-def _check_manifest(directory: Path, verifier_key: str | None) -> _Checked:
+def check_manifest(directory: Path, verifier_key: str | None) -> CheckedManifest:
     """The signature, every file's SHA-256 and size, and (version 2) that the audit parts on the
     disk are exactly those listed, with the columns they should have."""
     problems: list[dict[str, Any]] = []
@@ -453,7 +453,7 @@ def _check_manifest(directory: Path, verifier_key: str | None) -> _Checked:
                 problems.append(
                     _export_problem(f"{name} is not listed in a signed {MANIFEST}", name, "file_unlisted")
                 )
-        return _Checked({}, problems, None, version, parts)
+        return CheckedManifest({}, problems, None, version, parts)
     manifest_bytes, manifest = read
     version = layout_version(directory, manifest)
     key_text = verifier_key if verifier_key is not None else manifest.get("checkpointKey")
@@ -501,7 +501,7 @@ def _check_manifest(directory: Path, verifier_key: str | None) -> _Checked:
                     "file_unlisted",
                 )
             )
-    return _Checked(manifest, problems, key, version, parts)
+    return CheckedManifest(manifest, problems, key, version, parts)
 
 
 def _part_problems(directory: Path, parts: Sequence[Part]) -> list[dict[str, Any]]:
@@ -613,7 +613,7 @@ def _walk_task(
 
 
 def _integrity(
-    checked: _Checked,
+    checked: CheckedManifest,
     problems: list[dict[str, Any]],
     reports: dict[str, dict[str, Any]],
     stored: dict[str, list[note.Checkpoint]],
@@ -732,8 +732,8 @@ def verify_parquet(
     if workers < 1:
         raise InvalidInput(f"workers must be at least 1, not {workers}")
     if checkpoints is None:
-        checkpoints = _read_table(directory, "checkpoints")
-    checked = _check_manifest(directory, verifier_key)
+        checkpoints = read_table(directory, "checkpoints")
+    checked = check_manifest(directory, verifier_key)
     problems = list(checked.problems)
     stored = _stored_checkpoints(checkpoints, checked.key, problems)
     if checked.version < 2:
@@ -775,7 +775,7 @@ def verify_parquet(
     return _integrity(checked, problems, reports, stored, verifier_key)
 
 
-def _read_table(directory: Path, table: str) -> pd.DataFrame:
+def read_table(directory: Path, table: str) -> pd.DataFrame:
     file = directory / f"{table}.parquet"
     if not file.is_file():
         return tidy({}, table)
@@ -798,14 +798,14 @@ def load_parquet(path: Path, verifier_key: str | None, *, progress: Progress | N
     directory = path.parent if path.is_file() else path
     if layout_version(directory) < 2:
         return _load_v1(directory, verifier_key, progress)
-    checked = _check_manifest(directory, verifier_key)
+    checked = check_manifest(directory, verifier_key)
     refused = checked.refused()
     if refused:
         more = f" (and {len(refused) - 1} more problems)" if len(refused) > 1 else ""
         raise ExportInvalid(
             refused[0]["file"], f"{refused[0]['message']}{more}; the export cannot be reviewed"
         )
-    frames = {table: _read_table(directory, table) for table in SCHEMAS if table != "audit"}
+    frames = {table: read_table(directory, table) for table in SCHEMAS if table != "audit"}
     problems = list(checked.problems)
     stored = _stored_checkpoints(frames["checkpoints"], checked.key, problems)
     total = sum(p.rows for p in checked.parts)
@@ -836,16 +836,16 @@ def load_parquet(path: Path, verifier_key: str | None, *, progress: Progress | N
     audit = pa.concat_tables(pieces) if pieces else pa.table({})
     frames["audit"] = arrow_to_frame(audit, "audit") if pieces else tidy({}, "audit")
     integrity = _integrity(checked, problems, reports, stored, verifier_key)
-    return frames, *_settings(checked.manifest), integrity, _created(checked.manifest)
+    return frames, *manifest_settings(checked.manifest), integrity, manifest_created(checked.manifest)
 
 
-def _settings(manifest: dict[str, Any]) -> tuple[dict[str, Any]]:
+def manifest_settings(manifest: dict[str, Any]) -> tuple[dict[str, Any]]:
     settings = dict(manifest.get("settings") or {})
     settings.setdefault("issuer", manifest.get("issuer"))
     return (settings,)
 
 
-def _created(manifest: dict[str, Any]) -> pd.Timestamp | None:
+def manifest_created(manifest: dict[str, Any]) -> pd.Timestamp | None:
     with contextlib.suppress(ValueError, TypeError):
         return to_utc(manifest["createdAt"]) if manifest.get("createdAt") else None
     return None
@@ -853,7 +853,7 @@ def _created(manifest: dict[str, Any]) -> pd.Timestamp | None:
 
 def _load_v1(directory: Path, verifier_key: str | None, progress: Progress | None) -> Loaded:
     """A version 1 export: every table, the audit table too, one file."""
-    frames = {table: _read_table(directory, table) for table in SCHEMAS}
+    frames = {table: read_table(directory, table) for table in SCHEMAS}
     audit_file = directory / AUDIT_FILE
     if audit_file.is_file() and not set(OFFLINE_COLUMNS) <= set(pq.read_schema(audit_file).names):
         # written before the offline origin was stored: derived from the metadata, as loading did
@@ -862,7 +862,7 @@ def _load_v1(directory: Path, verifier_key: str | None, progress: Progress | Non
     integrity = verify_parquet(directory, verifier_key, frames["checkpoints"])
     Tally(progress, len(frames["audit"])).finish()
     manifest = (_read_manifest(directory) or (b"", {}))[1]
-    return frames, *_settings(manifest), integrity, _created(manifest)
+    return frames, *manifest_settings(manifest), integrity, manifest_created(manifest)
 
 
 # ── several exports as one dataset ───────────────────────────────────────────
@@ -894,7 +894,7 @@ def open_dataset(
     for directory, key in zip(directories, keys, strict=True):
         if not directory.is_dir():
             raise InvalidInput(f"{directory} is not a parquet export directory")
-        checked = _check_manifest(directory, key)
+        checked = check_manifest(directory, key)
         if checked.problems:
             first = checked.problems[0]
             raise ExportInvalid(str(directory / str(first.get("file") or MANIFEST)), str(first["message"]))

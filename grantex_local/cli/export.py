@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 @click.option("--force", is_flag=True, help="Replace an earlier export bundle at OUT.")
 @click.option("--format", "fmt", type=click.Choice(["bundle", "parquet"]), default="bundle",
               show_default=True,
-              help="bundle: JSON Lines + CSV, checked by verify-export; parquet: one file per table "
-                   "for fast loading into pandas (grantex_local.analysis.load).")
+              help="bundle: JSON Lines + CSV, checked by verify-export; parquet: a signed dataset "
+                   "partitioned by developer and month, for the review in DuckDB, Spark or pandas "
+                   "(grantex_local.analysis.load).")
 @json_option
 @failed_checks
 @with_ledger

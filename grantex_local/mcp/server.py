@@ -323,7 +323,7 @@ def build_server(gx: Grantex) -> MCPServer:
 
             results = run_all(load(ledger))
         checks = [{"id": r.id, "name": r.name, "passed": r.passed, "summary": r.summary,
-                   "evidenceRows": len(r.evidence)} for r in results]
+                   "evidenceRows": r.evidence_rows} for r in results]
         return {"passed": all(c["passed"] for c in checks), "checks": checks}
 
     return server

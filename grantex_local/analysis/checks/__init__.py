@@ -63,6 +63,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...progress import Progress, Tally
+from ..engines import EngineDataset, engine_dataset
 from ..frames import Dataset
 from .anomalies import detect_anomalies
 from .base import (
@@ -118,7 +119,7 @@ __all__ = [
 
 
 def run_all(
-    ds: Dataset,
+    ds: Dataset | EngineDataset,
     *,
     review_start: Any = None,
     review_end: Any = None,
@@ -128,33 +129,42 @@ def run_all(
     off_hours: tuple[int, int] = (22, 6),
     high_frequency_per_minute: int = 30,
     max_sync_gap: Any = "7d",
+    engine: Any = None,
     progress: Progress | None = None,
 ) -> list[CheckResult]:
     """Checks 1 to 12 in order. ``review_end`` (else ``ds.as_of``) is also the instant grant
     hygiene and offline logs are judged at. ``progress`` is told the checks done, of 12 (the
-    anomaly detectors run first, since check 9 cites what they find)."""
+    anomaly detectors run first, since check 9 cites what they find).
+
+    ``engine`` runs the checks' SQL on DuckDB (the default), Spark (``"spark"`` or a SparkSession)
+    or an open :class:`~grantex_local.analysis.engines.Engine`; a loaded pandas ``ds`` is put into
+    it once for all twelve. A dataset loaded with ``load(..., engine=)`` runs where it lives."""
     tally = Tally(progress, len(CHECKS), step=1)
 
     def counted(result: CheckResult) -> CheckResult:
         tally.advance()
         return result
 
-    anomalies = counted(
-        detect_anomalies(ds, off_hours=off_hours, high_frequency_per_minute=high_frequency_per_minute)
-    )
-    results = [  # evaluated in order: each check is counted as it ends
-        counted(check_integrity(ds)),
-        counted(check_provenance(ds)),
-        counted(check_scope(ds)),
-        counted(check_grant_window(ds, cache_window=cache_window)),
-        counted(check_after_revocation(ds, cache_window=cache_window)),
-        counted(revocation_latency(ds, cache_window=cache_window)),
-        counted(check_delegation(ds)),
-        counted(check_grant_hygiene(ds, max_ttl=max_ttl, unused_days=unused_days, as_of=review_end)),
-        counted(oversight_evidence(ds, anomalies=anomalies.evidence)),
-        counted(check_retention(ds, review_start=review_start, review_end=review_end)),
-        anomalies,
-        counted(check_offline_logs(ds, max_sync_gap=max_sync_gap, as_of=review_end)),
-    ]
+    with engine_dataset(ds, engine) as eds:
+        anomalies = counted(
+            detect_anomalies(eds, off_hours=off_hours, high_frequency_per_minute=high_frequency_per_minute)
+        )
+        results = [  # evaluated in order: each check is counted as it ends
+            counted(check_integrity(eds)),
+            counted(check_provenance(eds)),
+            counted(check_scope(eds)),
+            counted(check_grant_window(eds, cache_window=cache_window)),
+            counted(check_after_revocation(eds, cache_window=cache_window)),
+            counted(revocation_latency(eds, cache_window=cache_window)),
+            counted(check_delegation(eds)),
+            counted(check_grant_hygiene(eds, max_ttl=max_ttl, unused_days=unused_days, as_of=review_end)),
+            counted(oversight_evidence(  # every anomaly check 11 found, as SQL it already registered
+                eds, thresholds={"off_hours": off_hours,
+                                 "high_frequency_per_minute": high_frequency_per_minute},
+            )),
+            counted(check_retention(eds, review_start=review_start, review_end=review_end)),
+            anomalies,
+            counted(check_offline_logs(eds, max_sync_gap=max_sync_gap, as_of=review_end)),
+        ]
     tally.finish()
     return results

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -21,7 +21,8 @@ import pandas as pd
 from ...errors import InvalidInput, InvalidScope
 from ...ledger import DEFAULT_MAX_DELEGATION_DEPTH
 from ...scopes import AnyScope, Scope, parse_scope, uncovered
-from ..frames import Dataset, is_lifecycle
+from ..engines import EngineDataset
+from ..frames import Dataset
 
 SEVERITIES = ("low", "medium", "high", "critical")
 ANOMALY_TYPES = (
@@ -53,6 +54,10 @@ CHECKS: dict[int, tuple[str, tuple[str, ...]]] = {
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
+EVIDENCE_LIMIT = 100_000
+"""Evidence rows a check hands back at most (the first, in seq order); see
+:attr:`CheckResult.evidence_rows`. 100,000 rows are about 50 MB of pandas."""
+
 
 @dataclass
 class CheckResult:
@@ -66,6 +71,20 @@ class CheckResult:
     clauses: tuple[str, ...]
     metrics: dict[str, Any] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
+    evidence_rows: int = -1
+    """How many evidence rows the check found; ``evidence`` holds the first
+    :data:`EVIDENCE_LIMIT` of them (in seq order) when there are more. Why a cap: two checks cite
+    every action of a problem (each action under an unconsented grant, each action of a burst),
+    which on a ten-million-entry log is millions of rows no notebook needs in memory; the summary
+    and metrics always count them all."""
+
+    def __post_init__(self) -> None:
+        if self.evidence_rows < 0:
+            self.evidence_rows = len(self.evidence)
+
+    @property
+    def evidence_truncated(self) -> bool:
+        return self.evidence_rows > len(self.evidence)
 
     def cited_seqs(self) -> list[int]:
         """The audit seqs the evidence cites, ascending."""
@@ -101,18 +120,35 @@ def duration(value: Any) -> pd.Timedelta:
 
 
 def _result(
-    ds: Dataset, check_id: int, passed: bool, summary: str, evidence: pd.DataFrame, metrics: dict[str, Any]
+    ds: Dataset | EngineDataset,
+    check_id: int,
+    passed: bool,
+    summary: str,
+    evidence: pd.DataFrame,
+    metrics: dict[str, Any],
+    *,
+    evidence_rows: int = -1,
+    capped: bool = True,
 ) -> CheckResult:
+    """``evidence_rows``: the full count when the check fetched at most :data:`EVIDENCE_LIMIT`
+    rows; evidence longer than the limit is cut here (the first rows in seq order kept), so no
+    check hands back more, whatever it fetched. ``capped=False`` is for the library's own callers
+    that asked for every row (the anomaly grouping of :mod:`..detection`)."""
     name, clauses = CHECKS[check_id]
+    tidy = _tidy_evidence(evidence)
+    evidence_rows = max(evidence_rows, len(tidy))
+    if capped and len(tidy) > EVIDENCE_LIMIT:
+        tidy = tidy.iloc[:EVIDENCE_LIMIT].copy()
     return CheckResult(
         check_id,
         name,
         bool(passed),
         summary,
-        _tidy_evidence(evidence),
+        tidy,
         clauses,
         metrics,
         {"kind": ds.kind, "path": ds.path},
+        evidence_rows,
     )
 
 
@@ -128,32 +164,8 @@ def _frame(rows: list[dict[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(columns)) if rows else pd.DataFrame({c: [] for c in columns})
 
 
-def _actions(ds: Dataset, columns: Sequence[str], *, accepted_only: bool = False) -> pd.DataFrame:
-    """The agents' own actions (not ``grantex.*``), selected columns only."""
-    audit = ds.audit
-    mask = ~is_lifecycle(audit["action"])
-    if accepted_only:
-        mask &= audit["status"].fillna("") != "blocked"
-    return audit.loc[mask, list(columns)]
-
-
-def _lifecycle(ds: Dataset, action: str, columns: Sequence[str]) -> pd.DataFrame:
-    audit = ds.audit
-    return audit.loc[audit["action"] == action, list(columns)]
-
-
 def _grant_lookup(ds: Dataset) -> pd.DataFrame:
     return ds.grants.drop_duplicates("grant_id").set_index("grant_id")
-
-
-def _event_seq(ds: Dataset, actions: Iterable[str]) -> pd.Series:
-    """grant id → seq of its first issue/delegation event."""
-    events = ds.audit.loc[ds.audit["action"].isin(list(actions)), ["grant_id", "seq"]]
-    return events.dropna(subset=["grant_id"]).drop_duplicates("grant_id").set_index("grant_id")["seq"]
-
-
-def _grant_event_seq(ds: Dataset) -> pd.Series:
-    return _event_seq(ds, ("grantex.grant.issued", "grantex.grant.delegated"))
 
 
 def _same(left: pd.Series, right: pd.Series) -> pd.Series:

@@ -1,5 +1,9 @@
 """Check 7, delegation: a child grant stays inside its parent (scopes, lifetime, principal) and its
 depth is counted right and within the ledger's limit.
+
+Why the audit log is read only once, for one seq per grant: every rule here reads the grants
+table (small, pandas), and the log serves only to cite the entry that created each grant. The
+engine hands back that narrow slice (:func:`.sql.grant_event_seq`), whatever the log's size.
 """
 
 from __future__ import annotations
@@ -10,25 +14,29 @@ import pandas as pd
 
 from ...errors import InvalidScope
 from ...scopes import uncovered
+from ..engines import EngineDataset, engine_dataset
 from ..frames import Dataset, safe_map
 from .base import (
     CheckResult,
     _depth_limit,
-    _grant_event_seq,
     _grant_lookup,
     _listing,
     _problem_counts,
     _result,
     _same,
 )
+from .sql import grant_event_seq
 
 
-def check_delegation(ds: Dataset) -> CheckResult:
+def check_delegation(ds: Dataset | EngineDataset) -> CheckResult:
     """Every child grant's scopes are covered by its parent's, it expires no later than the
     parent, it was issued while the parent was live, and its depth is right and within the limit."""
-    limit = _depth_limit(ds)
-    grants = ds.grants
-    lookup = _grant_lookup(ds)
+    with engine_dataset(ds) as eds:
+        event_seq = grant_event_seq(eds)
+    small = eds.ds
+    limit = _depth_limit(small)
+    grants = small.grants
+    lookup = _grant_lookup(small)
     depth = grants["delegation_depth"]
     child = grants["parent_grant_id"].notna()
     known = child & grants["parent_grant_id"].isin(lookup.index)
@@ -113,7 +121,7 @@ def check_delegation(ds: Dataset) -> CheckResult:
         if found is not None:
             rows.append((grants.at[index, "grant_id"], *found))
     table = pd.DataFrame(rows, columns=["grant_id", "problem", "detail"])
-    table["seq"] = safe_map(table["grant_id"], _grant_event_seq(ds))
+    table["seq"] = safe_map(table["grant_id"], event_seq)
     for name in ("parent_grant_id", "agent_id", "delegation_depth"):
         table[name] = safe_map(table["grant_id"], lookup[name])
     evidence = table[

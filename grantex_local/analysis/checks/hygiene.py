@@ -8,22 +8,22 @@ from typing import Any
 
 import pandas as pd
 
+from ..engines import EngineDataset, engine_dataset
 from ..frames import Dataset, safe_map, to_utc
-from .base import (
-    CheckResult,
-    _actions,
-    _frame,
-    _grant_event_seq,
-    _listing,
-    _problem_counts,
-    _result,
-    _seconds,
-    duration,
-)
+from .base import CheckResult, _frame, _listing, _problem_counts, _result, _seconds, duration
+from .sql import agent_action, grant_event_seq
+
+USAGE = f"""
+SELECT a.grant_id, COUNT(*) AS uses, MAX(a.timestamp) AS last_used
+FROM audit a
+WHERE {agent_action('a')} AND a.grant_id IS NOT NULL
+GROUP BY a.grant_id
+"""
+"""Every action of an agent, blocked ones too, counted per grant: one scan, one row per grant."""
 
 
 def check_grant_hygiene(
-    ds: Dataset, *, max_ttl: Any = "24h", unused_days: float = 30, as_of: Any = None
+    ds: Dataset | EngineDataset, *, max_ttl: Any = "24h", unused_days: float = 30, as_of: Any = None
 ) -> CheckResult:
     """No grant lives longer than ``max_ttl``; no grant was issued and never used; no live grant
     has gone unused for ``unused_days``.
@@ -34,9 +34,16 @@ def check_grant_hygiene(
     ttl = duration(max_ttl)
     idle = pd.Timedelta(days=unused_days)
     when = to_utc(as_of) if as_of is not None else ds.as_of
+    with engine_dataset(ds) as eds:
+        found = eds.engine.sql(USAGE)
+        seqs = grant_event_seq(eds)
     grants = ds.grants
-    acts = _actions(ds, ["grant_id", "timestamp"])
-    usage = acts.groupby("grant_id")["timestamp"].agg(["size", "max"])
+    usage = pd.DataFrame(
+        {"size": found["uses"].astype("int64").to_numpy(),
+         "max": found["last_used"].to_numpy()},
+        index=found["grant_id"].astype(object),
+    )
+    usage["max"] = usage["max"].astype("datetime64[ns, UTC]")
     uses = safe_map(grants["grant_id"], usage["size"]).fillna(0).astype(int)
     last_used = safe_map(grants["grant_id"], usage["max"])
     lifetime = grants["expires_at"] - grants["issued_at"]
@@ -84,7 +91,7 @@ def check_grant_hygiene(
     ]
     if parts:
         evidence = pd.concat(parts, ignore_index=True)
-        evidence["seq"] = safe_map(evidence["grant_id"], _grant_event_seq(ds))
+        evidence["seq"] = safe_map(evidence["grant_id"], seqs)
         evidence = evidence[columns]
     else:
         evidence = _frame([], columns)

@@ -32,8 +32,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..engines import EngineDataset, engine_dataset
 from ..frames import Dataset, to_utc
 from .base import CheckResult, _counts, _listing, _percentiles, _result, _seconds, duration
+from .sql import audit_order, like_audit, parse_json_once
 
 CREATED, REVOKED, SYNCED = "grantex.bundle.created", "grantex.bundle.revoked", "grantex.bundle.synced"
 FAILING = ("never_synced", "sync_overdue", "unknown_bundle")
@@ -56,6 +58,24 @@ COLUMNS = (
     "detail",
 )
 
+EVENTS = f"""
+SELECT seq, developer_id, grant_id, agent_id, action, timestamp, metadata FROM audit
+WHERE action IN ('{CREATED}', '{REVOKED}', '{SYNCED}')
+{audit_order('')}
+"""
+"""The bundle lifecycle events (few: one per bundle created, revoked, synced); their metadata is
+JSON text, parsed in Python (the dialects' JSON paths differ)."""
+
+OFFLINE = f"""
+SELECT seq, developer_id, grant_id, agent_id, offline_bundle_id, timestamp, device_timestamp,
+       synced_at, after_revocation
+FROM audit WHERE offline_bundle_id IS NOT NULL
+{audit_order('')}
+"""
+"""The offline entries' sync columns. Why fetched rather than aggregated in SQL: the delay
+between device clock and sync is a difference of instants, which DuckDB (``epoch``) and Spark
+(``unix_micros``) spell differently; memory grows with the OFFLINE entries only."""
+
 
 def _meta_text(metas: pd.Series, key: str) -> pd.Series:
     """``metadata[key]`` as text (None where absent); used on lifecycle rows only, which are few."""
@@ -63,11 +83,9 @@ def _meta_text(metas: pd.Series, key: str) -> pd.Series:
     return pd.Series([v if isinstance(v, str) else None for v in values], index=metas.index, dtype=object)
 
 
-def _bundles(ds: Dataset) -> pd.DataFrame:
+def _bundles(events: pd.DataFrame) -> pd.DataFrame:
     """One row per ``grantex.bundle.created`` (the first one per bundle id)."""
-    audit = ds.audit
-    created = audit.loc[audit["action"] == CREATED, ["seq", "developer_id", "grant_id", "agent_id",
-                                                     "timestamp", "metadata"]]
+    created = events.loc[events["action"] == CREATED]
     out = pd.DataFrame({
         "seq": created["seq"],
         "developer_id": created["developer_id"],
@@ -83,15 +101,16 @@ def _bundles(ds: Dataset) -> pd.DataFrame:
     return out.drop_duplicates("bundle_id").set_index("bundle_id", drop=False)
 
 
-def _event_times(ds: Dataset, action: str, how: str) -> pd.Series:
+def _event_times(events: pd.DataFrame, action: str, how: str) -> pd.Series:
     """bundle id → the first (``min``) or last (``max``) time of a lifecycle event."""
-    audit = ds.audit
-    rows = audit.loc[audit["action"] == action, ["timestamp", "metadata"]]
+    rows = events.loc[events["action"] == action]
     frame = pd.DataFrame({"bundle_id": _meta_text(rows["metadata"], "bundleId"), "at": rows["timestamp"]})
     return frame.dropna(subset=["bundle_id"]).groupby("bundle_id")["at"].agg(how)
 
 
-def check_offline_logs(ds: Dataset, *, max_sync_gap: Any = "7d", as_of: Any = None) -> CheckResult:
+def check_offline_logs(
+    ds: Dataset | EngineDataset, *, max_sync_gap: Any = "7d", as_of: Any = None
+) -> CheckResult:
     """Every consent bundle's offline log came back, and the delay between device time and sync.
 
     ``max_sync_gap`` is how long a bundle that could still log may go unheard; ``as_of`` (else
@@ -101,11 +120,11 @@ def check_offline_logs(ds: Dataset, *, max_sync_gap: Any = "7d", as_of: Any = No
     """
     gap_limit = duration(max_sync_gap)
     now = to_utc(as_of) if as_of is not None else ds.as_of
-    bundles = _bundles(ds)
-    audit = ds.audit
-    offline = audit.loc[audit["offline_bundle_id"].notna(),
-                        ["seq", "developer_id", "grant_id", "agent_id", "timestamp", "offline_bundle_id",
-                         "device_timestamp", "synced_at", "after_revocation"]]
+    with engine_dataset(ds) as eds:
+        events = like_audit(eds.engine.sql(EVENTS))
+        offline = like_audit(eds.engine.sql(OFFLINE))
+    events["metadata"] = parse_json_once(events["metadata"])
+    bundles = _bundles(events)
     synced_at = offline["synced_at"].fillna(offline["timestamp"])
     gap = _seconds(synced_at - offline["device_timestamp"])
     per_entry = pd.DataFrame({"bundle_id": offline["offline_bundle_id"].astype(object), "gap": gap,
@@ -119,8 +138,8 @@ def check_offline_logs(ds: Dataset, *, max_sync_gap: Any = "7d", as_of: Any = No
         "gap_max": grouped["gap"].max(),
         "last_entry_sync": grouped["synced_at"].max(),
     })
-    last_event = _event_times(ds, SYNCED, "max")
-    revoked = _event_times(ds, REVOKED, "min")
+    last_event = _event_times(events, SYNCED, "max")
+    revoked = _event_times(events, REVOKED, "min")
 
     ids = bundles.index
     entry_sync = stats["last_entry_sync"].reindex(ids)
