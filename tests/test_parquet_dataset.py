@@ -405,6 +405,9 @@ def test_bad_datasets_are_refused_naming_the_file(
     with pytest.raises(ExportInvalid, match=words) as caught:
         load(bad)
     assert caught.value.file == name and name in str(caught.value)
+    with pytest.raises(ExportInvalid, match=words) as caught:  # nor reviewed in an engine
+        load(bad, engine="duckdb")
+    assert caught.value.file == name
     with pytest.raises(ExportInvalid) as caught:
         parquet_module.open_dataset([bad])
     assert name in str(caught.value)

@@ -33,18 +33,17 @@ import pyarrow as pa
 
 from ..audit import checkpoints as audit_checkpoints
 from ..errors import InvalidInput
-from ..export import ExportInvalid
 from ..founding import Ledger
 from ..progress import Progress
 from .frames import SCHEMAS, TIME, Dataset, Integrity, derive_grants, empty_frame, to_utc
 from .parquet import (
     PART_SCHEMA,
-    check_manifest,
     frame_to_arrow,
     layout_version,
     manifest_created,
     manifest_settings,
     read_table,
+    reviewable_manifest,
     verify_parquet,
 )
 from .partitions import AUDIT_DIR, PARTITION_COLUMNS
@@ -542,13 +541,7 @@ def from_parquet(engine: Engine, directory: str | os.PathLike[str], *, as_of: An
         raise InvalidInput(
             f"{root} is a version 1 parquet export: export the ledger again to review it in an engine"
         )
-    checked = check_manifest(root, verifier_key)
-    refused = checked.refused()
-    if refused:
-        more = f" (and {len(refused) - 1} more problems)" if len(refused) > 1 else ""
-        raise ExportInvalid(
-            refused[0]["file"], f"{refused[0]['message']}{more}; the export cannot be reviewed"
-        )
+    checked = reviewable_manifest(root, verifier_key)
     frames = {table: read_table(root, table) for table in SCHEMAS if table != "audit"}
     integrity = verify_parquet(root, verifier_key, frames["checkpoints"], workers=workers, progress=progress)
     (settings,) = manifest_settings(checked.manifest)

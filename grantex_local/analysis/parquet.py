@@ -775,6 +775,20 @@ def verify_parquet(
     return _integrity(checked, problems, reports, stored, verifier_key)
 
 
+def reviewable_manifest(directory: Path, verifier_key: str | None) -> CheckedManifest:
+    """:func:`check_manifest`, refusing (ExportInvalid naming the first file) an export with a
+    listed part missing, a file under ``audit/`` not listed or a column of the wrong type: each
+    would make a review silently partial. Other problems (a bad hash) are the integrity record's."""
+    checked = check_manifest(directory, verifier_key)
+    refused = checked.refused()
+    if refused:
+        more = f" (and {len(refused) - 1} more problems)" if len(refused) > 1 else ""
+        raise ExportInvalid(
+            refused[0]["file"], f"{refused[0]['message']}{more}; the export cannot be reviewed"
+        )
+    return checked
+
+
 def read_table(directory: Path, table: str) -> pd.DataFrame:
     file = directory / f"{table}.parquet"
     if not file.is_file():
@@ -798,13 +812,7 @@ def load_parquet(path: Path, verifier_key: str | None, *, progress: Progress | N
     directory = path.parent if path.is_file() else path
     if layout_version(directory) < 2:
         return _load_v1(directory, verifier_key, progress)
-    checked = check_manifest(directory, verifier_key)
-    refused = checked.refused()
-    if refused:
-        more = f" (and {len(refused) - 1} more problems)" if len(refused) > 1 else ""
-        raise ExportInvalid(
-            refused[0]["file"], f"{refused[0]['message']}{more}; the export cannot be reviewed"
-        )
+    checked = reviewable_manifest(directory, verifier_key)
     frames = {table: read_table(directory, table) for table in SCHEMAS if table != "audit"}
     problems = list(checked.problems)
     stored = _stored_checkpoints(frames["checkpoints"], checked.key, problems)
