@@ -1,4 +1,5 @@
-"""pandas loaders and compliance checks for auditors (``pip install pandas pyarrow``).
+"""Loaders and compliance checks for auditors: pandas for what people read, an SQL engine
+(DuckDB, or Spark with ``pip install 'grantex-local[spark]'``) for the audit log's heavy work.
 
 An auditor handed a ledger file, an export bundle or a parquet export answers with evidence:
 is the log intact, did every action run under a valid grant that traces to a human's consent,
@@ -9,13 +10,15 @@ behave unusually::
 
     ds = load("export-2026-q1/")            # or "grantex.db", or a parquet export directory
     results = run_all(ds, review_start="2026-01-01", review_end="2026-04-01", cache_window="30s")
+    # a log larger than memory stays in the engine: load("OUT", engine="duckdb") (or "spark")
     for r in results:
         print(r.id, r.name, "PASS" if r.passed else "FAIL", r.summary)
     write_findings(results, "findings.json")
 
 Nothing here re-implements verification: integrity comes from the library's own verifiers
-(see :mod:`.load`). This package is the only part of grantex-local that imports pandas; the
-library and the CLI never import it (the CLI only for ``export --format parquet``).
+(see :mod:`.load`). This package is the only part of grantex-local that imports pandas and
+DuckDB; the library's core never imports it, and the CLI and the MCP server only inside the
+commands that analyse (``export --format parquet``, ``anomalies detect``, the compliance tool).
 
 Metadata conventions the checks read (agents put them in ``audit.log(..., metadata=...)``):
 

@@ -2,8 +2,11 @@
 
 Each check returns a :class:`CheckResult`: pass or fail, a one-line summary, the clauses it
 serves, metrics, and an evidence DataFrame whose ``seq`` column cites audit entries (the seq of
-the entry in its developer's chain; ``developer_id`` is beside it). Every check is vectorised
-over the frames, so a million-entry log is judged in seconds.
+the entry in its developer's chain; ``developer_id`` is beside it; at most
+:data:`~.base.EVIDENCE_LIMIT` rows, ``evidence_rows`` counting them all). Every check that reads
+the log is one SQL definition run by an engine (:mod:`..engines`: DuckDB by default, Spark), over
+a loaded Dataset's frames or over a parquet export left on disk, so a log larger than memory is
+judged the same way as the committed sample.
 
 What is judged: the agents' own actions (entries logged with ``audit.log``; actions not starting
 with ``grantex.``). Lifecycle events (``grantex.*``) are the evidence they are judged against:
