@@ -466,7 +466,8 @@ def test_a_sigkilled_server_kept_every_answered_write_and_no_refused_one(tmp_pat
 
 WRITERS = 4
 WRITES = 45
-"""Steps per writer: authorize, exchange, a 3-entry audit batch, then a reuse of the code (refused)."""
+"""Steps per writer at least (the others go on until the victim is killed, at most ten times as
+many): authorize, exchange, a 3-entry audit batch, then a reuse of the code (refused)."""
 
 WRITER = textwrap.dedent("""
     import json, os, sys, time, uuid
@@ -483,7 +484,9 @@ WRITER = textwrap.dedent("""
         sys.stdout.write(json.dumps(line) + "\\n")
         sys.stdout.flush()
 
-    for i in range(steps):
+    stop = ready_dir.rstrip(os.sep) + "-stop"  # the test makes it once the victim is killed
+    i = 0
+    while i < steps or (not os.path.exists(stop) and i < 10 * steps):
         auth = gx.authorize(agent_id=agent_id, user_id=f"user_w{me}_{i}", scopes=["calendar:read"])
         done(write="authorize", request=auth.request_id)
         token = gx.tokens.exchange(code=auth.code, agent_id=agent_id)
@@ -498,6 +501,7 @@ WRITER = textwrap.dedent("""
             done(write="reuse-accepted", request=auth.request_id)
         except InvalidCode:
             done(write="reuse-refused", request=auth.request_id)
+        i += 1
 """)
 
 
@@ -546,6 +550,8 @@ def test_one_of_four_writers_sigkilled_leaves_no_partial_write(tmp_path: Path) -
         assert procs[victim].poll() is None, f"the victim ended on its own: {errors_[victim].read_text()}"
         others_running = sum(p.poll() is None for w, p in enumerate(procs) if w != victim)
         procs[victim].kill()
+        (tmp_path / "ready-stop").touch()  # the others write on until the kill (a starved victim
+        # would otherwise be killed after they all ended: no concurrency left to test)
         printed += stdout.read()
         stdout.close()
         assert procs[victim].wait(30) == -signal.SIGKILL
@@ -570,9 +576,10 @@ def test_one_of_four_writers_sigkilled_leaves_no_partial_write(tmp_path: Path) -
     for w, written in lines.items():
         by_kind = Counter(line["write"] for line in written)
         assert by_kind["reuse-accepted"] == 0, (context, w)
-        if w != victim:  # the others finished all their writes
-            assert by_kind == {"authorize": WRITES, "exchange": WRITES, "batch": WRITES,
-                               "reuse-refused": WRITES}, (context, w, by_kind)
+        if w != victim:  # the others finished every step they began, WRITES at least
+            steps = by_kind["authorize"]
+            assert steps >= WRITES and by_kind == {"authorize": steps, "exchange": steps, "batch": steps,
+                                                   "reuse-refused": steps}, (context, w, by_kind)
         for line in written:  # every write a writer printed as done is in the ledger
             if line["write"] == "authorize":
                 assert line["request"] in found.requests, (context, line)
@@ -597,6 +604,6 @@ def test_one_of_four_writers_sigkilled_leaves_no_partial_write(tmp_path: Path) -
             assert kinds["exchange"] <= len(grants) <= kinds["exchange"] + 1, (context, kinds, len(grants))
             assert kinds["batch"] <= batches <= kinds["batch"] + 1, (context, kinds, batches)
         else:
-            assert len(mine) == len(grants) == batches == WRITES, (context, w)
+            assert len(mine) == len(grants) == batches == kinds["authorize"] >= WRITES, (context, w)
     print(f"\n{context}: the victim printed {dict(Counter(line['write'] for line in lines[victim]))}; "
           f"{len(found.grants)} grants and {found.entries} entries in the file")
