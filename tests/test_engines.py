@@ -217,9 +217,23 @@ def test_a_bundle_loads_into_spark(spark_engine: Engine, bundle: Dataset) -> Non
     assert spark_engine.arrow("SELECT 1 AS one").num_rows == 1
 
 
+def test_bad_sql_from_a_person_is_a_clear_error(engine: Engine, bundle: Dataset) -> None:
+    """``ds.sql``, ``ds.audit.sql`` and ``where=`` run SQL a person wrote: a typo or an unknown
+    column is InvalidInput naming the engine, on either engine, not the driver's traceback."""
+    eds = from_dataset(engine, bundle)
+    with pytest.raises(errors.InvalidInput, match=f"{engine.name} could not run the query"):
+        eds.sql("SELEC 1")
+    with pytest.raises(errors.InvalidInput, match=f"{engine.name} could not run the query"):
+        eds.audit.to_pandas(where="no_such_column = 1")
+    assert eds.audit.sql("SELECT COUNT(*) AS n FROM audit")["n"].iloc[0] == len(bundle.audit)
+
+
 def test_one_engine_holds_one_dataset(duck: Engine, bundle: Dataset, dirty: tuple[Story, Path]) -> None:
     first = from_dataset(duck, bundle)
+    kept = first.audit  # a handle taken before the engine was given another dataset
     from_parquet(duck, dirty[1])
+    with pytest.raises(errors.InvalidInput, match="another dataset"):
+        kept.count()
     with pytest.raises(errors.InvalidInput, match="another dataset was loaded into this duckdb engine"):
         run_all(first)
     with pytest.raises(errors.InvalidInput, match="another dataset"):

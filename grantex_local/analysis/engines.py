@@ -38,6 +38,7 @@ from ..progress import Progress
 from .frames import SCHEMAS, TIME, Dataset, Integrity, derive_grants, empty_frame, to_utc
 from .parquet import (
     PART_SCHEMA,
+    arrow_to_frame,
     frame_to_arrow,
     layout_version,
     manifest_created,
@@ -141,6 +142,8 @@ class Engine(ABC):
 
     name: str
     holder: object | None = None
+    errors: tuple[type[BaseException], ...] = ()
+    """What the engine raises for SQL it cannot run (a typo, an unknown column)."""
 
     @abstractmethod
     def register_arrow(self, name: str, table: pa.Table) -> None:
@@ -161,6 +164,15 @@ class Engine(ABC):
 
     def sql(self, sql: str) -> pd.DataFrame:
         return arrow_to_pandas(self.arrow(sql))
+
+    def caller_arrow(self, sql: str) -> pa.Table:
+        """:meth:`arrow` for SQL a person wrote (``ds.sql``, ``where=``): the engine's own error
+        becomes InvalidInput naming the engine and its message, not a traceback from its driver."""
+        try:
+            return self.arrow(sql)
+        except self.errors as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InvalidInput(f"{self.name} could not run the query: {first}") from None
 
     def define_audit(self) -> None:
         """The ``audit`` view the checks read, over ``audit_source`` however that was registered:
@@ -220,6 +232,7 @@ class DuckDBEngine(Engine):
         }
         if threads is not None:
             config["threads"] = threads
+        self.errors = (duckdb.Error,)
         self.con = duckdb.connect(":memory:", config=config)
         self.con.execute("SET TimeZone = 'UTC'")
         self._held: dict[str, Any] = {}
@@ -281,6 +294,9 @@ class SparkEngine(Engine):
         self._zone = None if self._own else session.conf.get("spark.sql.session.timeZone", None)
         session.conf.set("spark.sql.session.timeZone", "UTC")  # the checks compare instants
         self.spark = session
+        from pyspark.errors import PySparkException
+
+        self.errors = (PySparkException,)
 
     def register_arrow(self, name: str, table: pa.Table) -> None:
         self.spark.createDataFrame(_spark_safe(table)).createOrReplaceTempView(name)
@@ -332,18 +348,23 @@ class AuditTable:
     """The audit log where the engine holds it: counted, sampled and queried there, and turned
     into a pandas frame only on request (a ten-million-entry log is 20 GB of pandas)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, owner: EngineDataset) -> None:
+        self.owner = owner
+        self.engine = owner.engine
+
+    def _arrow(self, sql: str) -> pa.Table:
+        self.owner.check_held()  # a handle kept from before another dataset replaced this one
+        return self.engine.caller_arrow(sql)
 
     def count(self) -> int:
-        return int(self.engine.arrow("SELECT COUNT(*) AS n FROM audit").column(0)[0].as_py())
+        return int(self._arrow("SELECT COUNT(*) AS n FROM audit").column(0)[0].as_py())
 
     def __len__(self) -> int:
         return self.count()
 
     def sql(self, text: str) -> pd.DataFrame:
         """Any query over the ``audit`` view (and the small tables), as pandas."""
-        return self.engine.sql(text)
+        return arrow_to_pandas(self._arrow(text))
 
     def head(self, n: int = 5) -> pd.DataFrame:
         """The first ``n`` entries in (developer, seq) order, with the loaded frame's columns."""
@@ -358,7 +379,7 @@ class AuditTable:
         with :meth:`sql`, or pass ``limit=None`` knowing the memory it takes."""
         condition = f" WHERE {where}" if where else ""
         if limit is not None and rows is None:
-            found = int(self.engine.arrow(f"SELECT COUNT(*) AS n FROM audit{condition}").column(0)[0].as_py())
+            found = int(self._arrow(f"SELECT COUNT(*) AS n FROM audit{condition}").column(0)[0].as_py())
             if found > limit:
                 raise InvalidInput(
                     f"the audit table holds {found} matching entries, more than the limit of {limit} for a "
@@ -366,21 +387,14 @@ class AuditTable:
                     "limit=None"
                 )
         cap = f" LIMIT {rows}" if rows is not None else ""
-        data = self.engine.arrow(
+        data = self._arrow(
             f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit{condition} "
             f"ORDER BY developer_id ASC NULLS FIRST, seq ASC NULLS FIRST{cap}"
         )
-        return audit_frame(data)
+        return arrow_to_frame(data, "audit")
 
     def __repr__(self) -> str:
         return f"AuditTable(engine={self.engine.name!r})"
-
-
-def audit_frame(data: pa.Table) -> pd.DataFrame:
-    """An engine's audit rows as the loaded audit frame (its dtypes, JSON metadata parsed)."""
-    from .parquet import arrow_to_frame
-
-    return arrow_to_frame(data, "audit")
 
 
 @dataclass
@@ -403,7 +417,7 @@ class EngineDataset:
     @property
     def audit(self) -> AuditTable:
         self.check_held()
-        return AuditTable(self.engine)
+        return AuditTable(self)
 
     def check_held(self) -> None:
         """InvalidInput when the engine has since been given another dataset (its tables are gone)."""
@@ -463,8 +477,7 @@ class EngineDataset:
 
     def sql(self, text: str) -> pd.DataFrame:
         """Any query over ``audit`` and the small tables, as pandas."""
-        self.check_held()
-        return self.engine.sql(text)
+        return self.audit.sql(text)
 
     def close(self) -> None:
         """Close the engine if this dataset opened it, and remove its temporary export."""
